@@ -1,0 +1,9 @@
+//! mdguard: keeps Linux md RAID1 mirrors whole inside Xen guests.
+//!
+//! The program is one loop of three steps (see README and DESIGN):
+//! *observe* the kernel's md state into an immutable snapshot ([`md`]),
+//! *decide* what to do with a pure function ([`heal`]), and *act*.
+//! Every path goes through one [`root::Root`] so tests can run over a prepared tree.
+
+pub mod md;
+pub mod root;

@@ -1,0 +1,3 @@
+fn main() {
+    println!("mdguard {}", env!("CARGO_PKG_VERSION"));
+}

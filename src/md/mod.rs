@@ -1,0 +1,3 @@
+//! Reading the kernel's md state: `/proc/mdstat`, `/sys/block/mdX/md/*`, superblocks.
+
+pub mod mdstat;
