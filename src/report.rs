@@ -150,7 +150,12 @@ pub fn status_text(s: &Snapshot) -> String {
         for r in &rows {
             out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
         }
-        for a in s.arrays.iter().filter(|a| a.health != Health::Ok) {
+        // why an array needs attention (recovering says it in its SYNC column)
+        for a in s
+            .arrays
+            .iter()
+            .filter(|a| !matches!(a.health, Health::Ok | Health::Recovering))
+        {
             let _ = writeln!(out, "{}: {}", a.name, a.reason);
         }
     }
@@ -192,16 +197,19 @@ pub fn check_code_of(h: Health) -> CheckCode {
 
 /// Worst code: CRITICAL > UNKNOWN > WARNING > OK (the usual plugin precedence).
 pub fn worst_code(codes: impl IntoIterator<Item = CheckCode>) -> CheckCode {
-    let rank = |c: CheckCode| match c {
+    codes
+        .into_iter()
+        .max_by_key(|c| check_code_rank(*c))
+        .unwrap_or(CheckCode::Ok)
+}
+
+fn check_code_rank(c: CheckCode) -> u8 {
+    match c {
         CheckCode::Ok => 0,
         CheckCode::Warning => 1,
         CheckCode::Unknown => 2,
         CheckCode::Critical => 3,
-    };
-    codes
-        .into_iter()
-        .max_by_key(|c| rank(*c))
-        .unwrap_or(CheckCode::Ok)
+    }
 }
 
 /// One line and the exit code for `mdguard check`.
@@ -209,7 +217,9 @@ pub fn check_line(s: &Snapshot) -> (CheckCode, String) {
     let code = worst_code(s.arrays.iter().map(|a| check_code_of(a.health)));
     let mut parts: Vec<String> = Vec::new();
     // The arrays that need attention first, with why.
-    for a in s.arrays.iter().filter(|a| a.health != Health::Ok) {
+    let mut bad: Vec<_> = s.arrays.iter().filter(|a| a.health != Health::Ok).collect();
+    bad.sort_by_key(|a| std::cmp::Reverse(check_code_rank(check_code_of(a.health))));
+    for a in bad {
         parts.push(format!("{} {} ({})", a.name, a.health, a.reason));
     }
     let ok: Vec<&str> = s
