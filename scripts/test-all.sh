@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_cargo
 start=$(date +%s)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 step() { echo; echo "=== $* ($(( $(date +%s) - start ))s)"; }
 
 step "cargo fmt --check"
@@ -13,15 +15,18 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 step "unit, property, corpus and CLI tests"
-cargo test --locked
+cargo test --locked 2>&1 | tee -a "$log"
 for tier in tests/xs/run.sh tests/vm/run.sh; do
   if [ -x "$tier" ]; then
     step "$tier"
-    "$tier"
+    "$tier" 2>&1 | tee -a "$log"
   fi
 done
 if [ -x scripts/fuzz.sh ]; then
   step "bounded fuzzing"
   scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 fi
-step "all tests passed"
+step "done"
+# One closing line over every cargo test binary that ran (pipefail has already
+# stopped the script on any failure).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
