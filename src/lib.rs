@@ -2,8 +2,9 @@
 //!
 //! The program is one loop of three steps (see README and DESIGN):
 //! *observe* the kernel's md state into an immutable snapshot ([`md`]),
-//! *decide* what to do with a pure function ([`heal`]), and *act*.
+//! *decide* what to do with a pure function, and *act*.
 //! Every path goes through one [`root::Root`] so tests can run over a prepared tree.
 
 pub mod md;
+pub mod report;
 pub mod root;

@@ -1,3 +1,128 @@
-fn main() {
-    println!("mdguard {}", env!("CARGO_PKG_VERSION"));
+//! mdguard command line. See README.md for the contract of each command.
+
+use mdguard::md::observe::{read_snapshot, ReadError};
+use mdguard::report;
+use mdguard::root::Root;
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+mdguard: keeps Linux md RAID1 mirrors whole inside Xen guests
+
+Usage:
+  mdguard status [--json] [--root DIR]   show every md array (a table, or JSON)
+  mdguard check [--root DIR]             one line for Nagios/Icinga; exit 0 OK,
+                                         1 WARNING, 2 CRITICAL, 3 UNKNOWN
+  mdguard version                        print the version
+  mdguard help                           this text
+
+--root DIR reads DIR/proc/mdstat and DIR/sys/... instead of /proc and /sys.
+";
+
+/// Options shared by the read-side commands.
+struct ReadOpts {
+    json: bool,
+    root: Root,
+}
+
+fn parse_read_opts(
+    parser: &mut lexopt::Parser,
+    allow_json: bool,
+) -> Result<ReadOpts, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut o = ReadOpts {
+        json: false,
+        root: Root::default(),
+    };
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("json") if allow_json => o.json = true,
+            Long("root") => o.root = Root::new(parser.value()?.string()?),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(o)
+}
+
+fn cmd_status(o: ReadOpts) -> ExitCode {
+    match read_snapshot(&o.root) {
+        Ok(s) => {
+            if o.json {
+                println!("{}", report::status_json(&s));
+            } else {
+                print!("{}", report::status_text(&s));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e @ ReadError::NoMd(_)) => {
+            if o.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"arrays": [], "problems": [e.to_string()], "health": null})
+                );
+            } else {
+                println!("no md arrays: {e}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mdguard: {e}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn cmd_check(o: ReadOpts) -> ExitCode {
+    match read_snapshot(&o.root) {
+        Ok(s) => {
+            let (code, line) = report::check_line(&s);
+            println!("{line}");
+            ExitCode::from(code as u8)
+        }
+        Err(e) => {
+            println!("MDGUARD UNKNOWN - {e}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn run(args: Vec<OsString>) -> Result<ExitCode, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let cmd = match parser.next()? {
+        Some(lexopt::Arg::Value(v)) => v.string()?,
+        Some(lexopt::Arg::Long("help")) | Some(lexopt::Arg::Short('h')) => "help".into(),
+        Some(lexopt::Arg::Long("version")) | Some(lexopt::Arg::Short('V')) => "version".into(),
+        Some(a) => return Err(a.unexpected()),
+        None => {
+            eprint!("{USAGE}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    Ok(match cmd.as_str() {
+        "status" => cmd_status(parse_read_opts(&mut parser, true)?),
+        "check" => cmd_check(parse_read_opts(&mut parser, false)?),
+        "version" => {
+            println!("mdguard {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        "help" => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("mdguard: unknown command `{other}`\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    match run(std::env::args_os().skip(1).collect()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mdguard: {e}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -1,3 +1,6 @@
 //! Reading the kernel's md state: `/proc/mdstat`, `/sys/block/mdX/md/*`, superblocks.
 
 pub mod mdstat;
+pub mod model;
+pub mod observe;
+pub mod sysfs;
