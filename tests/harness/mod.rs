@@ -7,6 +7,7 @@
 //! killed and removed when the Lab is dropped, also when a test panics.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod agree;
 pub mod proc;
 pub mod storage;
 pub mod vm;
