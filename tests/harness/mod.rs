@@ -390,8 +390,13 @@ impl Lab {
             "nbd-client 10.0.2.2 {port} /dev/{nbd} -N {}{t}",
             storage::EXPORT
         ));
+        // Without udev nobody opens the new device, and the kernel scans
+        // the partition table only on an open (GD_NEED_PART_SCAN): ask.
         let parts = if self.cfg.layout == Layout::Seed {
-            format!(" && [ -b /dev/{nbd}p1 ] && [ -b /dev/{nbd}p2 ]")
+            format!(
+                " && {{ [ -b /dev/{nbd}p2 ] || blockdev --rereadpt /dev/{nbd}; }} \
+                 && [ -b /dev/{nbd}p1 ] && [ -b /dev/{nbd}p2 ]"
+            )
         } else {
             String::new()
         };
@@ -479,10 +484,18 @@ impl Lab {
                 std::fs::write(d.join(format!("vm-{stage}.txt")), text).unwrap();
             }
         }
+        // One line per stage: the md lines of mdstat (the rest is in the files).
+        let summary: Vec<&str> = cap
+            .mdstat
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("md") || l.contains("blocks") || l.contains('='))
+            .collect();
         eprintln!(
-            "[{:6.1}s] stage {stage}:\n{}",
+            "[{:6.1}s] {}: stage {stage}: {}",
             self.started.elapsed().as_secs_f64(),
-            cap.mdstat.trim_end()
+            self.name,
+            summary.join(" | ")
         );
         cap
     }
