@@ -376,3 +376,88 @@ fn seed_layout_without_bitmap_or_timeout() {
         lab.vm.boot_time.as_secs_f64()
     );
 }
+
+/// What the daemon authors must know about bringing a dead nbd leg back,
+/// pinned as assertions: reconnecting while md still holds the faulty leg,
+/// `re-add` through sysfs onto a dead transport, the working sequence
+/// (remove, nbd-client -d, connect, mdadm --re-add) and how long the bitmap
+/// resync after a short outage takes.
+#[test]
+#[ignore = "VM test: run tests/vm/provision.sh first (scripts/test-all.sh does)"]
+fn nbd_leg_comes_back() {
+    let t0 = Instant::now();
+    let mut lab = Lab::start(
+        "comeback",
+        LabConfig {
+            throttle_kbps: None,
+            ..LabConfig::default()
+        },
+    );
+    let md = "md0";
+    lab.wait_clean(md, SYNC_WAIT);
+
+    lab.legs[1].server.kill();
+    lab.vm
+        .sh("dd if=/dev/urandom of=/dev/md0 bs=4k count=16 oflag=direct conv=notrunc 2>&1");
+    lab.wait_snapshot("nbd1 faulty", Duration::from_secs(60), |s| {
+        has_state(s, md, "nbd1", "faulty")
+    });
+    lab.legs[1].server.restart();
+
+    // 1. Connect again while md still holds the faulty, dead nbd1.
+    let port = lab.legs[1].server.port();
+    let r = lab.vm.run(
+        &format!("dmesg -c >/dev/null; nbd-client 10.0.2.2 {port} /dev/nbd1 -N leg 2>&1; rc=$?; dmesg; exit $rc"),
+        Duration::from_secs(30),
+    );
+    eprintln!(
+        "fact: nbd-client connect while md holds the dead nbd1: status {}:\n{}",
+        r.status,
+        r.stdout.trim()
+    );
+    assert_ne!(
+        r.status, 0,
+        "a dead nbd device held by md cannot be reconnected"
+    );
+    // 2. sysfs re-add onto the still-dead transport.
+    let r2 = lab.vm.run(
+        "dmesg -c >/dev/null; echo re-add > /sys/block/md0/md/dev-nbd1/state 2>&1; rc=$?; \
+         usleep 500000; dmesg; exit $rc",
+        Duration::from_secs(30),
+    );
+    let s = lab.snapshot();
+    eprintln!(
+        "fact: 'echo re-add > dev-nbd1/state' with the nbd transport dead: status {}:\n{}\n\
+         nbd1 now '{}', degraded={}",
+        r2.status,
+        r2.stdout.trim(),
+        member_state(&s, md, "nbd1"),
+        s.must(md, "degraded")
+    );
+
+    assert!(
+        has_state(&s, md, "nbd1", "faulty") && s.must(md, "degraded") == "1",
+        "a re-add onto a dead transport leaves the leg faulty: {}",
+        s.text
+    );
+
+    // 3. The sequence that works.
+    remove_member(&mut lab, md, "nbd1");
+    lab.disconnect_leg(1);
+    lab.connect_leg(1);
+    let t = Instant::now();
+    lab.vm.sh("mdadm /dev/md0 --re-add /dev/nbd1");
+    lab.wait_clean(md, SYNC_WAIT);
+    eprintln!(
+        "fact: bitmap re-add after a short outage: clean {:.1} s after mdadm --re-add",
+        t.elapsed().as_secs_f64()
+    );
+    let (j, _) = lab.assert_status_agrees("comeback-clean");
+    assert_eq!(j["health"], "ok");
+
+    eprintln!(
+        "test nbd_leg_comes_back: {:.1} s (guest boot {:.1} s)",
+        t0.elapsed().as_secs_f64(),
+        lab.vm.boot_time.as_secs_f64()
+    );
+}
