@@ -390,6 +390,9 @@ fn nbd_leg_comes_back() {
         "comeback",
         LabConfig {
             throttle_kbps: None,
+            // qcow2 here (raw elsewhere): a SIGKILLed qcow2 server must
+            // come back serving the same image.
+            format: ImageFormat::Qcow2,
             ..LabConfig::default()
         },
     );
