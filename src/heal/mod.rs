@@ -1,0 +1,6 @@
+//! Healing: the pure policy ([`policy`]) and the actions that carry it out.
+
+pub mod policy;
+
+#[cfg(test)]
+mod policy_tests;
