@@ -1,3 +1,4 @@
 //! Reading the kernel's md state: `/proc/mdstat`, `/sys/block/mdX/md/*`, superblocks.
 
 pub mod mdstat;
+pub mod superblock;
