@@ -778,3 +778,56 @@ fn fixtures_parse_as_their_names_say() {
         assert_eq!(sb.role, want, "{tag}");
     }
 }
+
+// ---- properties -----------------------------------------------------------------
+
+mod props {
+    use super::*;
+    use mdguard::md::superblock::probe_with;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// No single-bit corruption of a valid block is ever accepted (1.x: the
+        /// 256 + 2 * max_dev checksummed bytes; 0.90: all 4096).
+        #[test]
+        fn any_bit_flip_in_a_block_is_rejected(
+            max_dev in 2usize..40,
+            bit in 0usize..(8 * 4096),
+            v in prop::sample::select(ALL.to_vec()),
+        ) {
+            let mut s = spec();
+            s.roles = vec![0xffff; max_dev];
+            s.roles[0] = 0;
+            s.roles[1] = 1;
+            let (mut img, at) = image(v, &s, 2 * MIB);
+            let span = if v == Version::V0_90 { 4096 } else { 256 + 2 * max_dev };
+            let bit = bit % (8 * span);
+            img[at as usize + bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(probe_bytes(&img).is_err(), "bit {} of {} accepted", bit, v);
+        }
+
+        /// Any bytes with the magic in place, any device size: an answer, no panic.
+        #[test]
+        fn arbitrary_blocks_never_panic(
+            mut block in prop::collection::vec(any::<u8>(), 0..4200),
+            dev_size in any::<u64>(),
+            native in any::<bool>(),
+        ) {
+            if block.len() >= 8 {
+                let magic = if native { 0xa92b4efcu32.to_ne_bytes() } else { 0xa92b4efcu32.to_le_bytes() };
+                block[..4].copy_from_slice(&magic);
+                block[4..8].copy_from_slice(&u32::from(!native).to_le_bytes());
+            }
+            for v in ALL {
+                let _ = parse_at(&block, v, dev_size);
+            }
+            let _ = probe_with(dev_size, |_, buf| {
+                let n = block.len().min(buf.len());
+                buf[..n].copy_from_slice(&block[..n]);
+                Ok(n)
+            });
+        }
+    }
+}
