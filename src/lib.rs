@@ -6,7 +6,10 @@
 //! Every path goes through one [`root::Root`] so tests can run over a prepared tree.
 
 pub mod config;
+pub mod daemon;
 pub mod heal;
+pub mod log;
 pub mod md;
+pub mod notify;
 pub mod report;
 pub mod root;

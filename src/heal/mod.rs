@@ -1,5 +1,6 @@
 //! Healing: the pure policy ([`policy`]) and the actions that carry it out.
 
+pub mod act;
 pub mod policy;
 
 #[cfg(test)]
