@@ -1,0 +1,72 @@
+#!/bin/bash
+# build-initramfs.sh [MDGUARD_BINARY]
+#
+# Builds tests/vm/.cache/initramfs.cpio (uncompressed newc: the kernel only
+# copies it, no decompression under TCG) for the VM test tier:
+#   busybox (static), mdadm and nbd-client with the libraries ldd lists,
+#   the mdguard binary under test (default target/debug/mdguard) and its libs,
+#   the kernel modules in `modprobe --show-depends` order, and guest/init.
+# Needs provision.sh to have run (kernel unpacked in the cache).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${MDGUARD_VM_CACHE:-$here/.cache}
+mdguard=${1:-$repo/target/debug/mdguard}
+out=$cache/initramfs.cpio
+
+die() { echo "build-initramfs: $*" >&2; exit 1; }
+[[ -f $cache/kernel.version ]] || die "no kernel in $cache: run tests/vm/provision.sh first"
+kver=$(cat "$cache/kernel.version")
+kroot=$cache/kernel
+[[ -x $mdguard ]] || die "no mdguard binary at $mdguard: cargo build first"
+
+stage=$(mktemp -d "$cache/initramfs.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,proc,sys,dev,run,tmp,etc,mnt,var/log,lib/modules}
+
+# copy_bin SRC DEST: the binary and every library ldd resolves for it,
+# at the same absolute paths (so the dynamic loader finds them).
+copy_bin() {
+    install -m 0755 "$1" "$stage/$2"
+    local lib
+    for lib in $(ldd "$1" 2>/dev/null | grep -oE '/[^ ]+' || true); do
+        [[ -e $stage$lib ]] && continue
+        mkdir -p "$stage$(dirname "$lib")"
+        cp -L "$lib" "$stage$lib"
+    done
+}
+
+busybox=$(command -v busybox)
+file -L "$busybox" | grep -q 'statically linked' || die "$busybox is not static (install busybox-static)"
+install -m 0755 "$busybox" "$stage/bin/busybox"
+ln -s busybox "$stage/bin/sh"
+copy_bin "$(command -v mdadm || echo /sbin/mdadm)" sbin/mdadm
+copy_bin "$(command -v nbd-client || echo /usr/sbin/nbd-client)" sbin/nbd-client
+# A debug build is large; the guest needs no debug info.
+objcopy --strip-debug "$mdguard" "$stage/bin/mdguard.tmp" 2>/dev/null && mv "$stage/bin/mdguard.tmp" "$stage/bin/mdguard" ||
+    install -m 0755 "$mdguard" "$stage/bin/mdguard"
+chmod 0755 "$stage/bin/mdguard"
+copy_bin "$mdguard" bin/mdguard.libs-only && rm -f "$stage/bin/mdguard.libs-only"
+
+# Modules: one --show-depends per module (extra words would be parameters).
+# The order is dependency order; keep the first occurrence of each.
+: > "$stage/etc/modules.order"
+mods=(virtio_pci virtio_net virtio_console nbd md_mod raid1)
+for m in "${mods[@]}"; do
+    modprobe -d "$kroot" -S "$kver" --show-depends "$m"
+done | awk '$1 == "insmod" && !seen[$2]++' | while read -r _ path params; do
+    rel=${path#"$kroot"/}
+    mkdir -p "$stage/$(dirname "$rel")"
+    cp "$path" "$stage/$rel"
+    echo "/$rel $params" >> "$stage/etc/modules.order"
+done
+grep -q '/raid1.ko' "$stage/etc/modules.order" || die "module list incomplete"
+echo "$kver" > "$stage/etc/kernel.version"
+
+install -m 0755 "$here/guest/init" "$stage/init"
+install -m 0755 "$here/guest/ctl-loop" "$stage/bin/ctl-loop"
+install -m 0755 "$here/guest/snap" "$stage/bin/snap"
+
+(cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet --owner=0:0) > "$out.tmp"
+mv "$out.tmp" "$out"
+echo "build-initramfs: $out ($(du -h "$out" | cut -f1)), $(wc -l < "$stage/etc/modules.order") modules, kernel $kver" >&2

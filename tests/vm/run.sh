@@ -1,0 +1,27 @@
+#!/bin/bash
+# The real-kernel VM test tier, one entry point (scripts/test-all.sh calls it):
+# provision, build mdguard, build the initramfs, run the VM tests.
+#
+#   tests/vm/run.sh [--update-fixtures] [extra cargo test filter args...]
+#
+# Env: MDGUARD_VM_THREADS (default 2) guests at once; MDGUARD_VM_CACHE.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$here/../.."
+if [[ ${1:-} == --update-fixtures ]]; then
+    export MDGUARD_UPDATE_FIXTURES=1; shift
+fi
+start=$(date +%s)
+bash tests/vm/provision.sh
+cargo build --locked --bin mdguard
+bash tests/vm/build-initramfs.sh target/debug/mdguard
+threads=${MDGUARD_VM_THREADS:-2}
+status=0
+cargo test --locked --test vm_status -- --include-ignored --test-threads="$threads" --show-output "$@" || status=$?
+# Nothing of ours may outlive the run (every lab's files are under mdguard-vm-*).
+if pgrep -af 'mdguard-vm-' | grep -E 'qemu-(system|nbd)'; then
+    echo "vm: processes left running after the tests (above)" >&2
+    status=1
+fi
+echo "vm: tier took $(( $(date +%s) - start )) s"
+exit "$status"
