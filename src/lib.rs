@@ -5,6 +5,11 @@
 //! *decide* what to do with a pure function, and *act*.
 //! Every path goes through one [`root::Root`] so tests can run over a prepared tree.
 
+pub mod config;
+pub mod daemon;
+pub mod heal;
+pub mod log;
 pub mod md;
+pub mod notify;
 pub mod report;
 pub mod root;

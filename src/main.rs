@@ -3,7 +3,9 @@
 use mdguard::md::observe::{read_snapshot, ReadError};
 use mdguard::report;
 use mdguard::root::Root;
+use mdguard::{config, daemon};
 use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
@@ -13,6 +15,9 @@ Usage:
   mdguard status [--json] [--root DIR]   show every md array (a table, or JSON)
   mdguard check [--root DIR]             one line for Nagios/Icinga; exit 0 OK,
                                          1 WARNING, 2 CRITICAL, 3 UNKNOWN
+  mdguard run [--config PATH] [--root DIR] [--foreground] [--exit-after SECS]
+                                         the agent: watch, heal, throttle, report
+                                         (config default /etc/mdguard/mdguard.toml)
   mdguard version                        print the version
   mdguard help                           this text
 
@@ -86,6 +91,43 @@ fn cmd_check(o: ReadOpts) -> ExitCode {
     }
 }
 
+fn cmd_run(parser: &mut lexopt::Parser) -> Result<ExitCode, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut opts = daemon::Options {
+        root: Root::default(),
+        config_path: config::DEFAULT_PATH.into(),
+        foreground: false,
+        max_runtime: None,
+    };
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("root") => opts.root = Root::new(parser.value()?.string()?),
+            Long("config") => opts.config_path = parser.value()?.string()?.into(),
+            Long("foreground") => opts.foreground = true,
+            Long("exit-after") => {
+                opts.max_runtime = Some(std::time::Duration::from_secs(parser.value()?.parse()?))
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    mdguard::log::init(opts.foreground, Path::new("/dev/log"));
+    let cfg = match config::Config::load(&opts.config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            mdguard::log::error(&format!("{e}; refusing to start"));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let r = daemon::Daemon::new(opts, cfg).and_then(|mut d| d.run());
+    Ok(match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            mdguard::log::error(&format!("event loop failed: {e}"));
+            ExitCode::from(1)
+        }
+    })
+}
+
 fn run(args: Vec<OsString>) -> Result<ExitCode, lexopt::Error> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_args(args);
@@ -102,6 +144,7 @@ fn run(args: Vec<OsString>) -> Result<ExitCode, lexopt::Error> {
     Ok(match cmd.as_str() {
         "status" => cmd_status(parse_read_opts(&mut parser, true)?),
         "check" => cmd_check(parse_read_opts(&mut parser, false)?),
+        "run" => cmd_run(&mut parser)?,
         "version" => {
             println!("mdguard {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

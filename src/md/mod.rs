@@ -3,4 +3,5 @@
 pub mod mdstat;
 pub mod model;
 pub mod observe;
+pub mod superblock;
 pub mod sysfs;

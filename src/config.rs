@@ -1,0 +1,375 @@
+//! `/etc/mdguard/mdguard.toml`: every key optional, with a safe default; no file at
+//! all is a valid configuration.
+
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_PATH: &str = "/etc/mdguard/mdguard.toml";
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Arrays to manage by name (`md0`) or UUID; empty = every RAID1 array.
+    pub arrays: Vec<String>,
+    /// Arrays never to touch (name or UUID); wins over `arrays`.
+    pub ignore: Vec<String>,
+    /// Log what would be done, change nothing.
+    pub dry_run: bool,
+    pub probe: Probe,
+    pub heal: Heal,
+    pub throttle: Throttle,
+    pub report: Report,
+    /// Per-leg reconnect commands (e.g. nbd-client), run after the faulty member is
+    /// removed and before it is added back.
+    pub reconnect: Vec<Reconnect>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Probe {
+    /// A probe read that takes longer than this counts as failed.
+    pub timeout_ms: u64,
+    /// First probe this long after a leg fails, doubling up to `max_interval_s`.
+    pub initial_interval_s: u64,
+    pub max_interval_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Heal {
+    /// When a re-add is impossible (no bitmap, events too old), add the leg for a
+    /// full recovery. An array left degraded is the worse risk.
+    pub full_recovery: bool,
+    /// A leg that fails again within this window after a re-add is flapping.
+    pub flap_window_s: u64,
+    /// Back off exponentially from this after each flap...
+    pub flap_backoff_s: u64,
+    pub flap_backoff_max_s: u64,
+    /// ...and stop re-adding after this many flaps in a row, reporting `flapping`
+    /// until the leg stays healthy or dom0 asks for a probe.
+    pub flap_limit: u32,
+    /// A write stuck this long (array_state write-pending, no progress) is `stalled`.
+    pub stall_timeout_s: u64,
+    /// Fail the stuck leg so the array can go on without it (opt-in).
+    pub fail_stalled_leg: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Throttle {
+    /// Ceiling for each recovering array's sync_speed_max, KiB/s (0: leave the
+    /// kernel's limits alone unless dom0 sets a budget).
+    pub max_kbps: u64,
+    /// Floor: sync_speed_min while recovering, KiB/s.
+    pub min_kbps: u64,
+    /// While the guest's own I/O is busy (io pressure above `busy_pressure`), the
+    /// ceiling is divided by this.
+    pub busy_divisor: u64,
+    /// `some avg10` of /proc/pressure/io (percent) above which the guest is busy.
+    pub busy_pressure: f64,
+    /// Random delay before re-adding, up to this many seconds, so a host's guests do
+    /// not all start resyncing against a returned server in the same second.
+    pub jitter_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Report {
+    /// Publish to xenstore when available.
+    pub xenstore: bool,
+    /// During a resync, publish progress at most this often.
+    pub progress_interval_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reconnect {
+    /// Kernel device name of the leg, e.g. `nbd1`.
+    pub device: String,
+    /// Program and arguments, run without a shell.
+    pub command: Vec<String>,
+    #[serde(default = "default_reconnect_timeout")]
+    pub timeout_s: u64,
+}
+
+fn default_reconnect_timeout() -> u64 {
+    30
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Probe {
+            timeout_ms: 5000,
+            initial_interval_s: 2,
+            max_interval_s: 60,
+        }
+    }
+}
+
+impl Default for Heal {
+    fn default() -> Self {
+        Heal {
+            full_recovery: true,
+            flap_window_s: 300,
+            flap_backoff_s: 30,
+            flap_backoff_max_s: 1800,
+            flap_limit: 5,
+            stall_timeout_s: 60,
+            fail_stalled_leg: false,
+        }
+    }
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle {
+            max_kbps: 0,
+            min_kbps: 0,
+            busy_divisor: 4,
+            busy_pressure: 20.0,
+            jitter_s: 10,
+        }
+    }
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Report {
+            xenstore: true,
+            progress_interval_s: 10,
+        }
+    }
+}
+
+/// A configuration that could not be used: file and line, and what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.path.display(), l, self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Parse config text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            ConfigError {
+                path: path.to_path_buf(),
+                line,
+                message: e.message().to_string(),
+            }
+        })?;
+        c.validate(path)?;
+        Ok(c)
+    }
+
+    /// Load from a file; a missing file gives the defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(t) => Config::parse(&t, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(ConfigError {
+                path: path.to_path_buf(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = |m: String| {
+            Err(ConfigError {
+                path: path.to_path_buf(),
+                line: None,
+                message: m,
+            })
+        };
+        if self.probe.timeout_ms == 0 {
+            return err("probe.timeout_ms must be above 0".into());
+        }
+        if self.probe.initial_interval_s == 0
+            || self.probe.max_interval_s < self.probe.initial_interval_s
+        {
+            return err(
+                "probe.initial_interval_s must be above 0 and at most probe.max_interval_s".into(),
+            );
+        }
+        if self.heal.flap_backoff_max_s < self.heal.flap_backoff_s {
+            return err("heal.flap_backoff_max_s must be at least heal.flap_backoff_s".into());
+        }
+        if self.throttle.busy_divisor == 0 {
+            return err("throttle.busy_divisor must be at least 1".into());
+        }
+        if self.throttle.min_kbps > 0
+            && self.throttle.max_kbps > 0
+            && self.throttle.min_kbps > self.throttle.max_kbps
+        {
+            return err("throttle.min_kbps must not exceed throttle.max_kbps".into());
+        }
+        for r in &self.reconnect {
+            if r.command.is_empty() {
+                return err(format!("reconnect for `{}`: command is empty", r.device));
+            }
+            if r.device.is_empty() || r.device.contains('/') {
+                return err(format!(
+                    "reconnect device `{}`: expected a kernel name like `nbd1`",
+                    r.device
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Does the config say to manage this array?
+    pub fn manages(&self, name: &str, uuid: Option<&str>, level: Option<&str>) -> bool {
+        let hit = |list: &Vec<String>| {
+            list.iter()
+                .any(|x| x == name || uuid.is_some_and(|u| same_uuid(x, u)))
+        };
+        if hit(&self.ignore) {
+            return false;
+        }
+        if self.arrays.is_empty() {
+            level == Some("raid1")
+        } else {
+            hit(&self.arrays)
+        }
+    }
+
+    pub fn reconnect_for(&self, device: &str) -> Option<&Reconnect> {
+        self.reconnect.iter().find(|r| r.device == device)
+    }
+
+    pub fn probe_timeout(&self) -> Duration {
+        Duration::from_millis(self.probe.timeout_ms)
+    }
+}
+
+/// UUIDs compare equal whatever their punctuation (mdadm's `a:b:c:d` or sysfs's
+/// dashed form) and case.
+pub fn same_uuid(a: &str, b: &str) -> bool {
+    let norm = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_ascii_hexdigit())
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    let (x, y) = (norm(a), norm(b));
+    x.len() == 32 && x == y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = Config::parse("", Path::new("x.toml")).unwrap();
+        assert_eq!(c, Config::default());
+        assert!(c.heal.full_recovery);
+        assert!(!c.dry_run);
+    }
+
+    #[test]
+    fn missing_file_is_the_defaults() {
+        let c = Config::load(Path::new("/nonexistent/mdguard.toml")).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn full_config() {
+        let t = r#"
+arrays = ["md0", "md1"]
+ignore = ["md9"]
+dry_run = true
+[probe]
+timeout_ms = 2000
+[heal]
+full_recovery = false
+flap_limit = 3
+[throttle]
+max_kbps = 50000
+jitter_s = 0
+[[reconnect]]
+device = "nbd1"
+command = ["nbd-client", "10.0.2.2", "10809", "/dev/nbd1", "-t", "10"]
+"#;
+        let c = Config::parse(t, Path::new("x.toml")).unwrap();
+        assert_eq!(c.arrays, vec!["md0", "md1"]);
+        assert!(c.dry_run && !c.heal.full_recovery);
+        assert_eq!(c.heal.flap_limit, 3);
+        assert_eq!(c.probe.timeout_ms, 2000);
+        assert_eq!(c.probe.max_interval_s, 60, "unset keys keep defaults");
+        assert_eq!(c.throttle.max_kbps, 50000);
+        assert_eq!(c.reconnect_for("nbd1").unwrap().command[0], "nbd-client");
+        assert_eq!(c.reconnect_for("nbd1").unwrap().timeout_s, 30);
+        assert!(c.manages("md0", None, Some("raid5")));
+        assert!(!c.manages("md9", None, Some("raid1")));
+        assert!(!c.manages("md2", None, Some("raid1")));
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let e = Config::parse(
+            "dry_run = true\n[probe]\ntimeout_ms = \"soon\"\n",
+            Path::new("/etc/m.toml"),
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.to_string().starts_with("/etc/m.toml:3:"), "{e}");
+        let e = Config::parse("\n\nfrobnicate = 1\n", Path::new("m.toml")).unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("frobnicate"), "{e}");
+        let e = Config::parse("[probe]\ntimeout_ms = 0\n", Path::new("m.toml")).unwrap_err();
+        assert!(e.message.contains("timeout_ms"), "{e}");
+        let e = Config::parse(
+            "[[reconnect]]\ndevice = \"nbd1\"\ncommand = []\n",
+            Path::new("m.toml"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("command is empty"), "{e}");
+    }
+
+    #[test]
+    fn default_manages_raid1_only_and_ignore_wins() {
+        let c = Config::default();
+        assert!(c.manages("md0", None, Some("raid1")));
+        assert!(!c.manages("md0", None, Some("raid5")));
+        let c = Config::parse(
+            "ignore = [\"0fbf5f2c-add2-43c2-bd78-a4be3ab709ef\"]",
+            Path::new("m.toml"),
+        )
+        .unwrap();
+        assert!(!c.manages(
+            "md1",
+            Some("0fbf5f2c:add243c2:bd78a4be:3ab709ef"),
+            Some("raid1")
+        ));
+    }
+
+    #[test]
+    fn uuid_forms() {
+        assert!(same_uuid(
+            "0fbf5f2c:add243c2:bd78a4be:3ab709ef",
+            "0FBF5F2C-ADD2-43C2-BD78-A4BE3AB709EF"
+        ));
+        assert!(!same_uuid("", ""));
+        assert!(!same_uuid("0fbf5f2c", "0fbf5f2c"));
+    }
+}

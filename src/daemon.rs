@@ -1,0 +1,641 @@
+//! `mdguard run`: one event loop on poll(2).
+//!
+//! It sleeps until the kernel says something changed (POLLPRI on /proc/mdstat and on
+//! the md sysfs attributes that notify), a block device appears (uevent netlink), the
+//! config file changes (inotify), a signal arrives, a helper thread finishes a probe
+//! or a reconnect, or a timer the policy asked for expires. While every array is
+//! healthy it wakes up for nothing.
+
+use crate::config::Config;
+use crate::heal::act::{self, Done};
+use crate::heal::policy::{Action, Engine, Env, Level, Ms, ProbeOutcome};
+use crate::log;
+use crate::md::model::{Health, Snapshot};
+use crate::md::observe::read_snapshot;
+use crate::root::Root;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How `mdguard run` was started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub root: Root,
+    pub config_path: PathBuf,
+    pub foreground: bool,
+    /// Stop after this long (tests and benchmarks); `None` runs until signalled.
+    pub max_runtime: Option<Duration>,
+}
+
+/// While an array recovers, re-evaluate throttling this often (pressure changes
+/// send no event).
+const RECOVERY_TICK: Ms = 5_000;
+
+/// A file whose POLLPRI says "changed": read it from offset 0 to re-arm.
+struct Notifier {
+    path: PathBuf,
+    file: File,
+}
+
+impl Notifier {
+    fn open(path: &Path) -> Option<Notifier> {
+        let mut file = File::open(path).ok()?;
+        let mut sink = Vec::new();
+        let _ = file.read_to_end(&mut sink);
+        Some(Notifier {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    fn rearm(&mut self) {
+        let mut sink = Vec::new();
+        let _ = self.file.seek(SeekFrom::Start(0));
+        let _ = self.file.read_to_end(&mut sink);
+    }
+}
+
+/// The loop's state beyond the policy engine.
+pub struct Daemon {
+    opts: Options,
+    engine: Engine,
+    start: Instant,
+    snap: Snapshot,
+    notifiers: Vec<Notifier>,
+    /// Probes under way: device -> deadline.
+    probing: BTreeMap<String, Ms>,
+    /// Probes that timed out and whose thread may still be stuck.
+    stuck: Vec<String>,
+    tx: Sender<Done>,
+    rx: Receiver<Done>,
+    wake_r: UnixStream,
+    wake_w: Arc<UnixStream>,
+    term: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+    uevent: Option<OwnedFd>,
+    inotify: Option<nix::sys::inotify::Inotify>,
+    env: Env,
+    last_problem_count: usize,
+    read_error_logged: bool,
+    /// systemd watchdog: (interval, last ping).
+    watchdog: Option<(Ms, Ms)>,
+}
+
+fn now_ms(start: Instant) -> Ms {
+    start.elapsed().as_millis() as Ms
+}
+
+impl Daemon {
+    pub fn new(opts: Options, config: Config) -> io::Result<Daemon> {
+        let (tx, rx) = channel();
+        let (wake_r, wake_w) = UnixStream::pair()?;
+        wake_r.set_nonblocking(true)?;
+        wake_w.set_nonblocking(true)?;
+        let wake_w = Arc::new(wake_w);
+        let term = Arc::new(AtomicBool::new(false));
+        let hup = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, term.clone())?;
+            signal_hook::low_level::pipe::register(sig, wake_w.try_clone()?)?;
+        }
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, wake_w.try_clone()?)?;
+        let seed = (std::process::id() as u64) << 32
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1);
+        let uevent = open_uevent().map_err(|e| log::warn(&format!("no uevent socket ({e}); new block devices are seen only on md events and timers"))).ok();
+        let inotify = watch_config(&opts.config_path)
+            .map_err(|e| {
+                log::warn(&format!(
+                    "cannot watch {} ({e}); reload with SIGHUP",
+                    opts.config_path.display()
+                ))
+            })
+            .ok();
+        Ok(Daemon {
+            engine: Engine::new(config, seed),
+            opts,
+            start: Instant::now(),
+            snap: Snapshot {
+                arrays: vec![],
+                problems: vec![],
+            },
+            notifiers: Vec::new(),
+            probing: BTreeMap::new(),
+            stuck: Vec::new(),
+            tx,
+            rx,
+            wake_r,
+            wake_w,
+            term,
+            hup,
+            uevent,
+            inotify,
+            env: Env::default(),
+            last_problem_count: 0,
+            read_error_logged: false,
+            watchdog: crate::notify::watchdog_interval()
+                .map(|d| ((d.as_millis() as Ms / 2).max(1), 0)),
+        })
+    }
+
+    fn now(&self) -> Ms {
+        now_ms(self.start)
+    }
+
+    fn observe(&mut self) {
+        match read_snapshot(&self.opts.root) {
+            Ok(s) => {
+                if s.problems.len() != self.last_problem_count {
+                    for p in &s.problems {
+                        log::warn(p);
+                    }
+                    self.last_problem_count = s.problems.len();
+                }
+                self.read_error_logged = false;
+                self.snap = s;
+            }
+            Err(e) => {
+                if !self.read_error_logged {
+                    log::error(&format!("{e}; waiting for md"));
+                    self.read_error_logged = true;
+                }
+                self.snap = Snapshot {
+                    arrays: vec![],
+                    problems: vec![e.to_string()],
+                };
+            }
+        }
+        self.env.io_pressure = read_io_pressure(&self.opts.root);
+    }
+
+    /// Re-open the POLLPRI files for the arrays and members as they are now.
+    fn rewatch(&mut self) {
+        let mut want: Vec<PathBuf> = vec![self.opts.root.mdstat()];
+        for a in &self.snap.arrays {
+            let dir = self.opts.root.md_sysfs(&a.name);
+            for attr in ["array_state", "degraded", "sync_action"] {
+                want.push(dir.join(attr));
+            }
+            for m in &a.members {
+                want.push(dir.join(format!("dev-{}", m.device)).join("state"));
+            }
+        }
+        self.notifiers
+            .retain(|n| want.contains(&n.path) && n.path.exists());
+        for p in want {
+            if !self.notifiers.iter().any(|n| n.path == p) {
+                if let Some(n) = Notifier::open(&p) {
+                    self.notifiers.push(n);
+                }
+            }
+        }
+    }
+
+    fn execute(&mut self, actions: Vec<Action>) {
+        let mut queue: VecDeque<Action> = actions.into();
+        let dry = self.engine.config.dry_run;
+        while let Some(a) = queue.pop_front() {
+            let now = self.now();
+            let result = match &a {
+                Action::Log { level, message } => {
+                    match level {
+                        Level::Info => log::notice(message),
+                        Level::Warn => log::warn(message),
+                        Level::Error => log::error(message),
+                    }
+                    continue;
+                }
+                Action::Probe { device } => {
+                    self.start_probe(device, now);
+                    continue;
+                }
+                _ if dry => {
+                    log::notice(&format!("dry run: would {}", describe(&a)));
+                    continue;
+                }
+                Action::Reconnect { device } => {
+                    match self.engine.config.reconnect_for(device) {
+                        Some(rc) => {
+                            log::notice(&format!(
+                                "{device}: running reconnect command: {}",
+                                rc.command.join(" ")
+                            ));
+                            let w = self.wake_w.clone();
+                            act::spawn_reconnect(
+                                device.clone(),
+                                rc.command.clone(),
+                                Duration::from_secs(rc.timeout_s),
+                                self.tx.clone(),
+                                move || wake(&w),
+                            );
+                        }
+                        None => log::error(&format!("{device}: no reconnect command configured")),
+                    }
+                    continue;
+                }
+                Action::ReAdd { array, device } => {
+                    act::member_state(&self.opts.root, array, device, "re-add")
+                }
+                Action::Remove { array, device } => {
+                    act::remove_member(&self.opts.root, array, device)
+                }
+                Action::Add {
+                    array,
+                    device,
+                    role,
+                    dev_number,
+                } => act::add_disk(&self.opts.root, array, device, *role, *dev_number),
+                Action::SetSpeed { array, min, max } => {
+                    act::set_speed(&self.opts.root, array, *min, *max)
+                }
+            };
+            let more = self.engine.on_outcome(&a, &result, now);
+            queue.extend(more);
+        }
+    }
+
+    fn start_probe(&mut self, device: &str, now: Ms) {
+        if self.stuck.iter().any(|d| d == device) || self.probing.contains_key(device) {
+            // a probe of this device still hangs in the kernel: do not pile threads
+            // on it; it counts as timed out again
+            let snap = self.snap.clone();
+            let more = self
+                .engine
+                .on_probe(&snap, device, ProbeOutcome::TimedOut, now);
+            self.execute(more);
+            return;
+        }
+        let deadline = now + self.engine.config.probe.timeout_ms;
+        self.probing.insert(device.to_string(), deadline);
+        let w = self.wake_w.clone();
+        act::spawn_probe(
+            self.opts.root.clone(),
+            device.to_string(),
+            self.tx.clone(),
+            move || wake(&w),
+        );
+    }
+
+    fn drain_done(&mut self) {
+        while let Ok(d) = self.rx.try_recv() {
+            let now = self.now();
+            match d {
+                Done::Probe { device, outcome } => {
+                    self.stuck.retain(|x| x != &device);
+                    if self.probing.remove(&device).is_none() {
+                        continue; // already timed out
+                    }
+                    let snap = self.snap.clone();
+                    let more = self.engine.on_probe(&snap, &device, outcome, now);
+                    self.execute(more);
+                }
+                Done::Reconnect { device, outcome } => {
+                    let a = Action::Reconnect { device };
+                    let more = self.engine.on_outcome(&a, &outcome, now);
+                    self.execute(more);
+                }
+            }
+        }
+        // probes past their deadline
+        let now = self.now();
+        let late: Vec<String> = self
+            .probing
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for dev in late {
+            self.probing.remove(&dev);
+            self.stuck.push(dev.clone());
+            let snap = self.snap.clone();
+            let more = self
+                .engine
+                .on_probe(&snap, &dev, ProbeOutcome::TimedOut, now);
+            self.execute(more);
+        }
+    }
+
+    fn reload(&mut self) {
+        match Config::load(&self.opts.config_path) {
+            Ok(c) => {
+                if c != self.engine.config {
+                    self.engine.config = c;
+                    log::notice(&format!(
+                        "configuration reloaded from {}",
+                        self.opts.config_path.display()
+                    ));
+                }
+            }
+            Err(e) => log::error(&format!("{e}; keeping the previous configuration")),
+        }
+    }
+
+    fn timeout(&self) -> Option<Ms> {
+        let now = self.now();
+        let mut t = self.engine.next_deadline();
+        let mut consider = |x: Ms| t = Some(t.map_or(x, |y: Ms| y.min(x)));
+        for d in self.probing.values() {
+            consider(*d);
+        }
+        if self
+            .snap
+            .arrays
+            .iter()
+            .any(|a| a.health == Health::Recovering)
+        {
+            consider(now + RECOVERY_TICK);
+        }
+        if let Some(end) = self.opts.max_runtime {
+            consider(end.as_millis() as Ms);
+        }
+        if let Some((every, last)) = self.watchdog {
+            consider(last + every);
+        }
+        t.map(|d| d.saturating_sub(now))
+    }
+
+    /// Run until SIGTERM/SIGINT (or `max_runtime`). Returns after putting back the
+    /// sync speed limits it changed.
+    pub fn run(&mut self) -> io::Result<()> {
+        log::notice(&format!(
+            "mdguard {} watching md arrays{}",
+            env!("CARGO_PKG_VERSION"),
+            if self.engine.config.dry_run {
+                " (dry run)"
+            } else {
+                ""
+            }
+        ));
+        crate::notify::send("READY=1");
+        let mut last_status = String::new();
+        loop {
+            self.observe();
+            let now = self.now();
+            let snap = self.snap.clone();
+            let actions = self.engine.on_snapshot(&snap, &self.env, now);
+            self.execute(actions);
+            self.rewatch();
+            let status = summary(&self.snap);
+            if status != last_status {
+                crate::notify::send(&format!("STATUS={status}"));
+                last_status = status;
+            }
+            if let Some((every, last)) = self.watchdog {
+                if now >= last + every {
+                    crate::notify::send("WATCHDOG=1");
+                    self.watchdog = Some((every, now));
+                }
+            }
+            if self.term.load(Ordering::Relaxed) {
+                break;
+            }
+            if let Some(end) = self.opts.max_runtime {
+                if self.start.elapsed() >= end {
+                    break;
+                }
+            }
+            let timeout = match self.timeout() {
+                Some(ms) => PollTimeout::try_from(ms.min(i32::MAX as u64) as i32)
+                    .unwrap_or(PollTimeout::MAX),
+                None => PollTimeout::NONE,
+            };
+            let mut fds: Vec<PollFd> = Vec::new();
+            fds.push(PollFd::new(self.wake_r.as_fd(), PollFlags::POLLIN));
+            if let Some(u) = &self.uevent {
+                fds.push(PollFd::new(u.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some(i) = &self.inotify {
+                fds.push(PollFd::new(i.as_fd(), PollFlags::POLLIN));
+            }
+            let fixed = fds.len();
+            for n in &self.notifiers {
+                fds.push(PollFd::new(n.file.as_fd(), PollFlags::POLLPRI));
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(io::Error::from(e)),
+            }
+            let fired: Vec<bool> = fds
+                .iter()
+                .map(|f| {
+                    f.revents().is_some_and(|r| {
+                        r.intersects(PollFlags::POLLIN | PollFlags::POLLPRI | PollFlags::POLLERR)
+                    })
+                })
+                .collect();
+            drop(fds);
+            let mut idx = 0;
+            if fired[idx] {
+                drain(&self.wake_r);
+            }
+            idx += 1;
+            if self.uevent.is_some() {
+                if fired[idx] {
+                    self.read_uevents();
+                }
+                idx += 1;
+            }
+            if self.inotify.is_some() {
+                if fired[idx] {
+                    if let Some(i) = &self.inotify {
+                        let _ = i.read_events();
+                    }
+                    self.reload();
+                }
+                idx += 1;
+            }
+            debug_assert_eq!(idx, fixed);
+            for (n, f) in self.notifiers.iter_mut().zip(&fired[fixed..]) {
+                if *f {
+                    n.rearm();
+                }
+            }
+            if self.hup.swap(false, Ordering::Relaxed) {
+                self.reload();
+            }
+            self.drain_done();
+        }
+        let restore = self.engine.restore_all();
+        self.execute(restore);
+        log::notice("mdguard stopping; sync speed limits restored");
+        crate::notify::send("STOPPING=1");
+        Ok(())
+    }
+
+    fn read_uevents(&mut self) {
+        let Some(u) = &self.uevent else { return };
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match nix::unistd::read(u, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if let Some(dev) = parse_uevent(&buf[..n]) {
+                        log::info(&format!("block device {dev} appeared or changed"));
+                        self.engine.on_device(&dev);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn describe(a: &Action) -> String {
+    match a {
+        Action::ReAdd { array, device } => format!("re-add {device} to {array}"),
+        Action::Remove { array, device } => format!("remove {device} from {array}"),
+        Action::Add {
+            array,
+            device,
+            role,
+            ..
+        } => format!(
+            "add {device} to {array}{}",
+            role.map_or(" for a full recovery".into(), |r| format!(" in slot {r}"))
+        ),
+        Action::SetSpeed { array, min, max } => format!(
+            "set {array} sync_speed_min={} sync_speed_max={}",
+            min.map_or("system".into(), |v| v.to_string()),
+            max.map_or("system".into(), |v| v.to_string())
+        ),
+        Action::Reconnect { device } => format!("reconnect {device}"),
+        Action::Probe { device } => format!("probe {device}"),
+        Action::Log { message, .. } => message.clone(),
+    }
+}
+
+/// One line for systemd's STATUS=.
+pub fn summary(s: &Snapshot) -> String {
+    if s.arrays.is_empty() {
+        return "no md arrays".into();
+    }
+    s.arrays
+        .iter()
+        .map(|a| format!("{} {}", a.name, a.health))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn wake(w: &UnixStream) {
+    let _ = io::Write::write(&mut &*w, &[1]);
+}
+
+fn drain(r: &UnixStream) {
+    let mut buf = [0u8; 64];
+    while let Ok(n) = (&*r).read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// `some avg10=12.34 ...` of /proc/pressure/io.
+pub fn read_io_pressure(root: &Root) -> Option<f64> {
+    let s = std::fs::read_to_string(root.path("/proc/pressure/io")).ok()?;
+    parse_pressure(&s)
+}
+
+pub fn parse_pressure(s: &str) -> Option<f64> {
+    let line = s.lines().find(|l| l.starts_with("some "))?;
+    let v = line
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix("avg10="))?;
+    v.parse().ok().filter(|x: &f64| x.is_finite() && *x >= 0.0)
+}
+
+fn open_uevent() -> io::Result<OwnedFd> {
+    use nix::sys::socket::{
+        bind, socket, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType,
+    };
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        SockProtocol::NetlinkKObjectUEvent,
+    )?;
+    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 1))?;
+    Ok(fd)
+}
+
+/// A kernel uevent for a block device being added or changed: its name.
+pub fn parse_uevent(msg: &[u8]) -> Option<String> {
+    let mut action = None;
+    let mut subsystem = None;
+    let mut devname = None;
+    for field in msg.split(|b| *b == 0) {
+        let f = std::str::from_utf8(field).ok()?;
+        if let Some(v) = f.strip_prefix("ACTION=") {
+            action = Some(v);
+        } else if let Some(v) = f.strip_prefix("SUBSYSTEM=") {
+            subsystem = Some(v);
+        } else if let Some(v) = f.strip_prefix("DEVNAME=") {
+            devname = Some(v);
+        }
+    }
+    if subsystem != Some("block") || !matches!(action, Some("add") | Some("change")) {
+        return None;
+    }
+    let d = devname?.trim_start_matches("/dev/");
+    // only plain kernel names: nothing that could walk out of /dev
+    if d.is_empty() || d.len() > 64 || d.contains('/') || d.starts_with('.') || d.starts_with("md")
+    {
+        return None;
+    }
+    Some(d.to_string())
+}
+
+fn watch_config(path: &Path) -> io::Result<nix::sys::inotify::Inotify> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)?;
+    ino.add_watch(
+        dir,
+        AddWatchFlags::IN_CLOSE_WRITE
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_DELETE,
+    )?;
+    Ok(ino)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pressure_lines() {
+        let s = "some avg10=12.50 avg60=3.00 avg300=1.00 total=123\nfull avg10=1.00 avg60=0.00 avg300=0.00 total=5\n";
+        assert_eq!(parse_pressure(s), Some(12.5));
+        assert_eq!(parse_pressure("full avg10=1.00"), None);
+        assert_eq!(parse_pressure("some avg10=nan"), None);
+        assert_eq!(parse_pressure("some avg10=-3"), None);
+    }
+
+    #[test]
+    fn uevents() {
+        let m = b"change@/devices/virtual/block/nbd1\0ACTION=change\0DEVPATH=/devices/virtual/block/nbd1\0SUBSYSTEM=block\0DEVNAME=nbd1\0DEVTYPE=disk\0";
+        assert_eq!(parse_uevent(m).as_deref(), Some("nbd1"));
+        let m = b"add@/x\0ACTION=add\0SUBSYSTEM=block\0DEVNAME=/dev/xvdd\0";
+        assert_eq!(parse_uevent(m).as_deref(), Some("xvdd"));
+        for bad in [
+            &b"remove@/x\0ACTION=remove\0SUBSYSTEM=block\0DEVNAME=nbd1\0"[..],
+            b"add@/x\0ACTION=add\0SUBSYSTEM=net\0DEVNAME=eth0\0",
+            b"add@/x\0ACTION=add\0SUBSYSTEM=block\0DEVNAME=../etc/passwd\0",
+            b"add@/x\0ACTION=add\0SUBSYSTEM=block\0DEVNAME=md0\0",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(parse_uevent(bad), None);
+        }
+    }
+}

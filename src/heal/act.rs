@@ -1,0 +1,346 @@
+//! act: carry out the policy's actions on the kernel. Thin on purpose: each function
+//! is one kernel interface, proven in the VM harness (tests/vm_*).
+
+use crate::heal::policy::{Outcome, ProbeOutcome, SbFacts, SbRole};
+use crate::md::superblock::{self, Role, SbError};
+use crate::root::Root;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+/// errno as its name (`EBUSY`), or the io error text.
+pub fn errno_name(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => format!("{:?}", nix::errno::Errno::from_raw(n)),
+        None => e.to_string(),
+    }
+}
+
+fn outcome(r: io::Result<()>) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Done,
+        Err(e) => Outcome::Failed(errno_name(&e)),
+    }
+}
+
+/// Write a whole value to a sysfs attribute in one write(2), as sysfs wants.
+pub fn write_attr(path: &Path, value: &str) -> io::Result<()> {
+    let mut f = OpenOptions::new().write(true).open(path)?;
+    f.write_all(value.as_bytes())
+}
+
+/// `echo <word> > md/dev-X/state` (`re-add`, `remove`, `faulty`).
+pub fn member_state(root: &Root, md: &str, dev: &str, word: &str) -> Outcome {
+    outcome(write_attr(
+        &crate::md::sysfs::member_attr(root, md, dev, "state"),
+        word,
+    ))
+}
+
+/// `echo remove`, retried a few times on EBUSY (pending I/O drains quickly).
+pub fn remove_member(root: &Root, md: &str, dev: &str) -> Outcome {
+    let mut last = Outcome::Done;
+    for i in 0..5 {
+        last = member_state(root, md, dev, "remove");
+        match &last {
+            Outcome::Failed(e) if e == "EBUSY" => {
+                std::thread::sleep(Duration::from_millis(50 << i));
+            }
+            _ => return last,
+        }
+    }
+    last
+}
+
+/// `sync_speed_min` / `sync_speed_max`: a number or `system`.
+pub fn set_speed(root: &Root, md: &str, min: Option<u64>, max: Option<u64>) -> Outcome {
+    let dir = root.md_sysfs(md);
+    let v = |x: Option<u64>| x.map_or("system".to_string(), |n| n.to_string());
+    // lower max first if needed so min <= max holds at every step
+    let r = write_attr(&dir.join("sync_speed_max"), &v(max))
+        .and_then(|_| write_attr(&dir.join("sync_speed_min"), &v(min)));
+    outcome(r)
+}
+
+/// `major:minor` of a block device from sysfs.
+pub fn dev_numbers(root: &Root, dev: &str) -> io::Result<(u32, u32)> {
+    let s = fs::read_to_string(root.class_block().join(dev).join("dev"))?;
+    let (a, b) = s
+        .trim()
+        .split_once(':')
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad dev file"))?;
+    let p = |x: &str| {
+        x.parse::<u32>()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad dev number"))
+    };
+    Ok((p(a)?, p(b)?))
+}
+
+/// `mdu_disk_info_t` from linux/raid/md_u.h.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MduDiskInfo {
+    pub number: i32,
+    pub major: i32,
+    pub minor: i32,
+    pub raid_disk: i32,
+    pub state: i32,
+}
+
+const MD_DISK_ACTIVE: i32 = 1;
+const MD_DISK_SYNC: i32 = 2;
+/// `MD_MAJOR`
+const MD_MAJOR: u8 = 9;
+nix::ioctl_write_ptr_bad!(
+    add_new_disk,
+    nix::request_code_write!(MD_MAJOR, 0x21, std::mem::size_of::<MduDiskInfo>()),
+    MduDiskInfo
+);
+
+/// ADD_NEW_DISK, as `mdadm --re-add` (with `role`: the kernel accepts it only if it
+/// can resume the leg from the bitmap) or `mdadm --add` of a leg that still carries
+/// the array's superblock (without `role`: the kernel re-adds through the bitmap
+/// when it can, else recovers fully).
+pub fn add_disk(
+    root: &Root,
+    md: &str,
+    dev: &str,
+    role: Option<u32>,
+    dev_number: Option<u32>,
+) -> Outcome {
+    let r = (|| -> io::Result<()> {
+        let (major, minor) = dev_numbers(root, dev)?;
+        let f = OpenOptions::new().read(true).open(root.dev(md))?;
+        let info = MduDiskInfo {
+            number: dev_number.map_or(0, |n| n as i32),
+            major: major as i32,
+            minor: minor as i32,
+            raid_disk: role.map_or(-1, |r| r as i32),
+            state: if role.is_some() {
+                (1 << MD_DISK_ACTIVE) | (1 << MD_DISK_SYNC)
+            } else {
+                0
+            },
+        };
+        // SAFETY: the fd is an open md device and `info` is a valid
+        // mdu_disk_info_t that outlives the call.
+        unsafe { add_new_disk(f.as_raw_fd(), &info) }.map_err(io::Error::from)?;
+        Ok(())
+    })();
+    outcome(r)
+}
+
+/// Map the reader's superblock to what the policy needs.
+pub fn sb_facts(sb: &superblock::Superblock) -> SbFacts {
+    SbFacts {
+        uuid: sb.uuid.sysfs(),
+        role: match sb.role {
+            Role::Active(n) => SbRole::Active(n),
+            Role::Faulty => SbRole::Faulty,
+            _ => SbRole::Spare,
+        },
+        events: sb.events,
+        dev_number: sb.dev_number,
+    }
+}
+
+/// Read a device's superblock with O_DIRECT (no page cache: a dead device must look
+/// dead). Blocking: run it off the loop ([`spawn_probe`]).
+pub fn probe_device(root: &Root, dev: &str) -> ProbeOutcome {
+    match superblock::read_superblock(&root.dev(dev)) {
+        Ok(sb) => ProbeOutcome::Readable {
+            sb: Some(sb_facts(&sb)),
+        },
+        Err(SbError::NoSuperblock) => ProbeOutcome::Readable { sb: None },
+        Err(SbError::Io(e)) => ProbeOutcome::Failed(errno_name(&e)),
+        // a torn or foreign block is an answer: no superblock that proves anything
+        Err(_) => ProbeOutcome::Readable { sb: None },
+    }
+}
+
+/// Results coming back from helper threads.
+#[derive(Debug)]
+pub enum Done {
+    Probe {
+        device: String,
+        outcome: ProbeOutcome,
+    },
+    Reconnect {
+        device: String,
+        outcome: Outcome,
+    },
+}
+
+/// Probe on a thread; the result goes to `tx` and `wake` is poked. A thread stuck
+/// in the kernel on a hung device is left behind; the loop times the probe out.
+pub fn spawn_probe(root: Root, dev: String, tx: Sender<Done>, wake: impl Fn() + Send + 'static) {
+    let r = std::thread::Builder::new()
+        .name(format!("probe-{dev}"))
+        .spawn(move || {
+            let outcome = probe_device(&root, &dev);
+            let _ = tx.send(Done::Probe {
+                device: dev,
+                outcome,
+            });
+            wake();
+        });
+    if let Err(e) = r {
+        crate::log::warn(&format!("cannot start a probe thread: {e}"));
+    }
+}
+
+/// Run a reconnect command (no shell) with a timeout, on a thread.
+pub fn spawn_reconnect(
+    dev: String,
+    argv: Vec<String>,
+    timeout: Duration,
+    tx: Sender<Done>,
+    wake: impl Fn() + Send + 'static,
+) {
+    let r = std::thread::Builder::new()
+        .name(format!("reconnect-{dev}"))
+        .spawn(move || {
+            let outcome = run_with_timeout(&argv, timeout);
+            let _ = tx.send(Done::Reconnect {
+                device: dev,
+                outcome,
+            });
+            wake();
+        });
+    if let Err(e) = r {
+        crate::log::warn(&format!("cannot start a reconnect thread: {e}"));
+    }
+}
+
+/// Run argv; Done on exit 0, else Failed with the exit status and stderr's last line.
+pub fn run_with_timeout(argv: &[String], timeout: Duration) -> Outcome {
+    let Some((prog, args)) = argv.split_first() else {
+        return Outcome::Failed("empty command".into());
+    };
+    let mut child = match Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failed(format!("{prog}: {e}")),
+    };
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => {
+                if st.success() {
+                    return Outcome::Done;
+                }
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = io::Read::read_to_string(&mut e, &mut err);
+                }
+                let last = err.lines().last().unwrap_or("").trim().to_string();
+                return Outcome::Failed(format!(
+                    "{prog}: {st}{}{last}",
+                    if last.is_empty() { "" } else { ": " }
+                ));
+            }
+            Ok(None) if start.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Outcome::Failed(format!("{prog}: timed out after {}s", timeout.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Outcome::Failed(format!("{prog}: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ioctl_number_is_add_new_disk() {
+        // _IOW(9, 0x21, 20 bytes) as mdadm uses it: 0x40140921
+        assert_eq!(
+            nix::request_code_write!(MD_MAJOR, 0x21, std::mem::size_of::<MduDiskInfo>()),
+            0x4014_0921
+        );
+    }
+
+    #[test]
+    fn reconnect_command_outcomes() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            run_with_timeout(&s(&["true"]), Duration::from_secs(5)),
+            Outcome::Done
+        );
+        match run_with_timeout(
+            &s(&["sh", "-c", "echo no route >&2; exit 3"]),
+            Duration::from_secs(5),
+        ) {
+            Outcome::Failed(e) => assert!(
+                e.contains("exit status: 3") && e.ends_with("no route"),
+                "{e}"
+            ),
+            o => panic!("{o:?}"),
+        }
+        match run_with_timeout(&s(&["sleep", "5"]), Duration::from_millis(200)) {
+            Outcome::Failed(e) => assert!(e.contains("timed out"), "{e}"),
+            o => panic!("{o:?}"),
+        }
+        match run_with_timeout(&s(&["/nonexistent/prog"]), Duration::from_secs(1)) {
+            Outcome::Failed(e) => assert!(e.contains("/nonexistent/prog"), "{e}"),
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn sysfs_writes_on_a_prepared_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(d.path());
+        let dir = root.md_sysfs("md0");
+        fs::create_dir_all(dir.join("dev-nbd1")).unwrap();
+        fs::write(dir.join("dev-nbd1/state"), "faulty").unwrap();
+        fs::write(dir.join("sync_speed_min"), "").unwrap();
+        fs::write(dir.join("sync_speed_max"), "").unwrap();
+        assert_eq!(member_state(&root, "md0", "nbd1", "re-add"), Outcome::Done);
+        assert_eq!(
+            fs::read_to_string(dir.join("dev-nbd1/state")).unwrap(),
+            "re-add"
+        );
+        assert_eq!(set_speed(&root, "md0", None, Some(5000)), Outcome::Done);
+        assert_eq!(
+            fs::read_to_string(dir.join("sync_speed_max")).unwrap(),
+            "5000"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("sync_speed_min")).unwrap(),
+            "system"
+        );
+        assert_eq!(
+            member_state(&root, "md0", "nbd9", "re-add"),
+            Outcome::Failed("ENOENT".into())
+        );
+    }
+
+    #[test]
+    fn probe_of_images() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(d.path());
+        fs::create_dir_all(d.path().join("dev")).unwrap();
+        fs::write(d.path().join("dev/blank"), vec![0u8; 1 << 20]).unwrap();
+        assert_eq!(
+            probe_device(&root, "blank"),
+            ProbeOutcome::Readable { sb: None }
+        );
+        match probe_device(&root, "missing") {
+            ProbeOutcome::Failed(e) => assert_eq!(e, "ENOENT"),
+            o => panic!("{o:?}"),
+        }
+    }
+}
