@@ -392,12 +392,21 @@ impl Engine {
             .retain(|_, l| l.bound || l.phase != Phase::Healthy || l.array != a.name);
         // Recovery bookkeeping
         let mem = self.arrays.entry(a.name.clone()).or_default();
-        let recovering = a
+        // md flips sync_action to `recover` for a moment when a leg fails and there
+        // is nothing to recover onto: a recovery starts when a member is rebuilt.
+        let rebuilding = a
+            .members
+            .iter()
+            .any(|m| m.slot.is_some() && !m.in_sync() && !m.faulty)
+            || a.sync
+                .as_ref()
+                .is_some_and(|s| s.action == SyncAction::Resync);
+        let running = a
             .sync
             .as_ref()
             .is_some_and(|s| s.action.restores() && s.state == SyncState::Running);
-        match (recovering, mem.recovery_started) {
-            (true, None) => {
+        match mem.recovery_started {
+            None if running && rebuilding => {
                 mem.recovery_started = Some(now);
                 let action = a
                     .sync
@@ -406,7 +415,7 @@ impl Engine {
                     .unwrap_or("resync");
                 out.push(log(Level::Info, format!("{}: {action} started", a.name)));
             }
-            (false, Some(t)) => {
+            Some(t) if !running => {
                 mem.recovery_started = None;
                 out.push(log(
                     Level::Info,
@@ -518,7 +527,7 @@ impl Engine {
         self.refused_logged.retain(|d| d != device);
         // a failed leg that reappears: probe it now rather than at the next backoff
         for leg in self.legs.values_mut().filter(|l| l.device == device) {
-            if matches!(leg.phase, Phase::Failed | Phase::Refused) {
+            if matches!(leg.phase, Phase::Failed | Phase::Refused) && !leg.probing {
                 leg.phase = Phase::Failed;
                 leg.next_probe = 0;
             }
@@ -535,7 +544,11 @@ impl Engine {
             return;
         }
         for d in cands {
-            let known_leg = self.legs.values().any(|l| l.device == d && l.bound);
+            // a leg mdguard is already bringing back is not a stranger
+            let known_leg = self
+                .legs
+                .values()
+                .any(|l| l.device == d && (l.bound || l.phase != Phase::Healthy));
             let in_any = managed
                 .iter()
                 .any(|a| a.members.iter().any(|m| m.device == d));
@@ -768,6 +781,15 @@ impl Engine {
             return out;
         };
         let (arr, dev) = (key.0.clone(), key.1.clone());
+        // an outcome for a step the leg is no longer at (overtaken by events) is stale
+        let expected = match action {
+            Action::ReAdd { .. } | Action::Add { .. } => Phase::Adding,
+            Action::Remove { .. } => Phase::Removing,
+            _ => Phase::Reconnecting,
+        };
+        if leg.phase != expected {
+            return out;
+        }
         match (action, outcome) {
             (Action::ReAdd { .. }, Outcome::Done) | (Action::Add { .. }, Outcome::Done) => {
                 leg.added_at = Some(now);

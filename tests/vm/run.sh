@@ -17,7 +17,7 @@ cargo build --locked --bin mdguard
 bash tests/vm/build-initramfs.sh target/debug/mdguard
 threads=${MDGUARD_VM_THREADS:-2}
 status=0
-cargo test --locked --test vm_status -- --include-ignored --test-threads="$threads" --show-output "$@" || status=$?
+cargo test --locked --test vm_status --test vm_heal -- --include-ignored --test-threads="$threads" --show-output "$@" || status=$?
 # Nothing of ours may outlive the run (every lab's files are under mdguard-vm-*).
 if pgrep -af 'mdguard-vm-' | grep -E 'qemu-(system|nbd)'; then
     echo "vm: processes left running after the tests (above)" >&2
