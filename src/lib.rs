@@ -5,5 +5,7 @@
 //! *decide* what to do with a pure function ([`heal`]), and *act*.
 //! Every path goes through one [`root::Root`] so tests can run over a prepared tree.
 
+pub mod host;
 pub mod md;
 pub mod root;
+pub mod xenstore;
