@@ -38,7 +38,7 @@
 //! `mdguard host status` maps the worst guest to a nagios code: ok 0,
 //! recovering 1, degraded/failed 2, unknown or unreachable 3.
 
-use super::client::{Client, Result as XsResult};
+use super::client::{Client, Result as XsResult, Txn};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -602,6 +602,9 @@ impl Publisher {
     /// connection error nothing is recorded; after a reconnect call
     /// [`Publisher::reset`] first.
     pub fn publish(&mut self, c: &mut Client, arrays: &[ArraySummary], now: u64) -> XsResult<Plan> {
+        if !c.is_connected() {
+            c.reconnect()?;
+        }
         if c.take_reconnected() {
             self.reset();
         }
@@ -609,26 +612,32 @@ impl Publisher {
         if plan.ops.is_empty() {
             return Ok(plan);
         }
-        c.transaction(|t| {
-            for op in &plan.ops {
-                match op {
-                    Op::Write { path, value } => t.write(path, value)?,
-                    Op::Rm { path } => match t.rm(path) {
-                        Err(e) if e.is_not_found() => {}
-                        r => r?,
-                    },
-                }
-            }
-            Ok(())
-        })?;
-        // A reconnect inside the transaction means the store is fresh.
+        c.transaction(|t| apply(t, &plan.ops))?;
+        // A reconnect inside the transaction means the store may be fresh:
+        // write everything once more.
         if c.take_reconnected() {
             self.reset();
-            return self.publish(c, arrays, now);
+            let plan = self.plan(arrays, now);
+            c.transaction(|t| apply(t, &plan.ops))?;
+            self.mark_written(&plan.ops, now);
+            return Ok(plan);
         }
         self.mark_written(&plan.ops, now);
         Ok(plan)
     }
+}
+
+fn apply(t: &mut Txn<'_>, ops: &[Op]) -> XsResult<()> {
+    for op in ops {
+        match op {
+            Op::Write { path, value } => t.write(path, value)?,
+            Op::Rm { path } => match t.rm(path) {
+                Err(e) if e.is_not_found() => {}
+                r => r?,
+            },
+        }
+    }
+    Ok(())
 }
 
 impl Default for Publisher {

@@ -714,7 +714,7 @@ mod tests {
             .unwrap(),
             b"/a\0n0\0r5\0"
         );
-        assert_eq!(directory_part_payload("/a", 12).unwrap(), b"/a\012\0");
+        assert_eq!(directory_part_payload("/a", 12).unwrap(), b"/a\x0012\0");
     }
 
     #[test]

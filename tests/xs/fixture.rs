@@ -82,6 +82,13 @@ impl Xenstored {
         let shim = shim();
         let d = self.dir.path();
         let _ = fs::remove_file(&self.socket);
+        // A fresh daemon gets fresh guest rings.
+        for e in fs::read_dir(d).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("ring-") || n.starts_with("port-") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
         let log = fs::File::create(d.join("xenstored.log")).unwrap();
         let child = Command::new(XENSTORED)
             .arg("-N")
@@ -250,6 +257,7 @@ impl GuestBridge {
             .open(ring)
             .unwrap();
         let evt = fs::OpenOptions::new().write(true).open(evtchn).unwrap();
+        let _ = fs::remove_file(sock);
         let l = UnixListener::bind(sock).unwrap();
         l.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
