@@ -366,3 +366,22 @@ fn publisher_writes_only_changes_and_republishes_after_restart() {
         .unwrap()
         .contains(r#""sync":["recover",2.0]"#));
 }
+
+/// Outside Xen: a clear message and the nagios "unknown" code, no xenstored needed.
+#[test]
+fn host_status_without_xenstore_is_not_available() {
+    let o = Command::new(env!("CARGO_BIN_EXE_mdguard"))
+        .args(["host", "status"])
+        .env("XENSTORED_PATH", "/nonexistent/xenstored/socket")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("xenstore not available"), "{err}");
+    assert!(err.contains("/nonexistent/xenstored/socket"), "{err}");
+    let o = Command::new(env!("CARGO_BIN_EXE_mdguard"))
+        .args(["host", "frobnicate"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(64));
+}

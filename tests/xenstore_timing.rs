@@ -83,7 +83,8 @@ fn round_trip_timings() {
 
     // As a guest through the ring bridge (includes the bridge's polling).
     let sock = xs.add_guest(5, "bench");
-    let mut g = mdguard::xenstore::Client::connect(mdguard::xenstore::Endpoint::Socket(sock)).unwrap();
+    let mut g =
+        mdguard::xenstore::Client::connect(mdguard::xenstore::Endpoint::Socket(sock)).unwrap();
     let mut gr = Vec::new();
     g.write("data/k", b"v").unwrap();
     for _ in 0..n {
