@@ -33,6 +33,10 @@ pub const XENSTORED_SOCKET: &str = "/run/xenstored/socket";
 /// Environment variable the standard tools honour for the socket path.
 pub const XENSTORED_PATH_ENV: &str = "XENSTORED_PATH";
 
+/// Watch events kept while the caller does not drain them; beyond that the
+/// oldest are dropped and [`Client::take_events_lost`] reports it.
+pub const MAX_QUEUED_EVENTS: usize = 1024;
+
 /// How many times [`Client::transaction`] retries a commit that got EAGAIN.
 pub const TX_RETRIES: u32 = 16;
 
@@ -228,6 +232,7 @@ pub struct Client {
     events: VecDeque<WatchEvent>,
     watches: Vec<(String, String)>,
     reconnected: bool,
+    events_lost: bool,
     timeout: Duration,
     /// Counts connections made (1 after `open`), for callers and tests.
     generation: u64,
@@ -249,6 +254,7 @@ impl Client {
             events: VecDeque::new(),
             watches: Vec::new(),
             reconnected: false,
+            events_lost: false,
             timeout: Duration::from_secs(10),
             generation: 1,
         })
@@ -282,6 +288,12 @@ impl Client {
     /// have lost everything, re-publish.
     pub fn take_reconnected(&mut self) -> bool {
         std::mem::take(&mut self.reconnected)
+    }
+
+    /// True once after watch events were dropped because the queue was
+    /// full: re-read everything watched.
+    pub fn take_events_lost(&mut self) -> bool {
+        std::mem::take(&mut self.events_lost)
     }
 
     fn drop_conn(&mut self) {
@@ -361,7 +373,13 @@ impl Client {
             };
             if m.ty == MsgType::WatchEvent {
                 match wire::parse_watch_event(&m.payload) {
-                    Ok(ev) => self.events.push_back(ev),
+                    Ok(ev) => {
+                        if self.events.len() >= MAX_QUEUED_EVENTS {
+                            self.events.pop_front();
+                            self.events_lost = true;
+                        }
+                        self.events.push_back(ev)
+                    }
                     Err(e) => return Err(Error::Wire(e)),
                 }
             } else if Some(m.req_id) == want && found.is_none() {
@@ -797,6 +815,47 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         assert!(matches!(c.poll_events(), Err(Error::Disconnected)));
         assert!(!c.is_connected());
+    }
+
+    #[test]
+    fn event_queue_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s");
+        let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let mut c = Client::connect(Endpoint::Socket(sock)).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let n = MAX_QUEUED_EVENTS + 10;
+        // One buffer, one write: ~30 KB fits the socket buffer (many tiny
+        // writes would not, and would block this single-threaded test).
+        let mut all = Vec::new();
+        for i in 0..n {
+            let p = format!("/e/{i}\0t\0");
+            all.extend(wire::encode(MsgType::WatchEvent, 0, 0, p.as_bytes()).unwrap());
+        }
+        let writer = std::thread::spawn(move || {
+            s.write_all(&all).unwrap();
+            s
+        });
+        // Fill the queue without taking events out, reading while it writes.
+        while c.wait_readable_for_test() {
+            c.pump(None).unwrap();
+        }
+        let _s = writer.join().unwrap();
+        assert!(c.take_events_lost());
+        assert!(!c.take_events_lost());
+        let evs = c.take_events();
+        assert_eq!(evs.len(), MAX_QUEUED_EVENTS);
+        assert_eq!(
+            evs.last().unwrap().path,
+            format!("/e/{}", n - 1),
+            "newest kept"
+        );
+    }
+
+    impl Client {
+        fn wait_readable_for_test(&self) -> bool {
+            wait_readable(self.conn.as_ref().unwrap().fd(), Duration::from_millis(50)).unwrap()
+        }
     }
 
     #[test]
