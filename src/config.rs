@@ -252,13 +252,33 @@ impl Config {
         }
     }
 
+    /// The reconnect command for a leg: configured for its disk (`nbd1`) and used
+    /// for the disk and its partitions (`nbd1p2`).
     pub fn reconnect_for(&self, device: &str) -> Option<&Reconnect> {
-        self.reconnect.iter().find(|r| r.device == device)
+        self.reconnect.iter().find(|r| on_disk(device, &r.device))
     }
 
     pub fn probe_timeout(&self) -> Duration {
         Duration::from_millis(self.probe.timeout_ms)
     }
+}
+
+/// Is `dev` the disk `disk` or one of its partitions? The kernel names partitions
+/// `<disk>p<N>` when the disk's name ends in a digit (`nbd1p2`), else `<disk><N>`
+/// (`sda1`, `xvdb2`).
+pub fn on_disk(dev: &str, disk: &str) -> bool {
+    let Some(rest) = dev.strip_prefix(disk) else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    let num = if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        rest.strip_prefix('p')
+    } else {
+        Some(rest)
+    };
+    num.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// UUIDs compare equal whatever their punctuation (mdadm's `a:b:c:d` or sysfs's
@@ -361,6 +381,18 @@ command = ["nbd-client", "10.0.2.2", "10809", "/dev/nbd1", "-t", "10"]
             Some("0fbf5f2c:add243c2:bd78a4be:3ab709ef"),
             Some("raid1")
         ));
+    }
+
+    #[test]
+    fn partitions_belong_to_their_disk() {
+        assert!(on_disk("nbd1", "nbd1"));
+        assert!(on_disk("nbd1p2", "nbd1"));
+        assert!(!on_disk("nbd10", "nbd1"));
+        assert!(!on_disk("nbd1p", "nbd1"));
+        assert!(on_disk("sda1", "sda"));
+        assert!(!on_disk("sdab", "sda"));
+        assert!(on_disk("xvdb2", "xvdb"));
+        assert!(!on_disk("xvdc", "xvdb"));
     }
 
     #[test]

@@ -25,6 +25,9 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Array -> (sync_speed_min, sync_speed_max) to put back; None = `system`.
+type SavedSpeeds = BTreeMap<String, (Option<u64>, Option<u64>)>;
+
 /// How `mdguard run` was started.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -80,11 +83,14 @@ pub struct Daemon {
     wake_w: Arc<UnixStream>,
     term: Arc<AtomicBool>,
     hup: Arc<AtomicBool>,
+    usr1: Arc<AtomicBool>,
     uevent: Option<OwnedFd>,
     inotify: Option<nix::sys::inotify::Inotify>,
     env: Env,
     last_problem_count: usize,
     read_error_logged: bool,
+    /// Speed limits to restore, as last written to the state file.
+    saved_written: SavedSpeeds,
     /// systemd watchdog: (interval, last ping).
     watchdog: Option<(Ms, Ms)>,
 }
@@ -106,8 +112,14 @@ impl Daemon {
             signal_hook::flag::register(sig, term.clone())?;
             signal_hook::low_level::pipe::register(sig, wake_w.try_clone()?)?;
         }
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
-        signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, wake_w.try_clone()?)?;
+        let usr1 = Arc::new(AtomicBool::new(false));
+        for (sig, flag) in [
+            (signal_hook::consts::SIGHUP, &hup),
+            (signal_hook::consts::SIGUSR1, &usr1),
+        ] {
+            signal_hook::flag::register(sig, flag.clone())?;
+            signal_hook::low_level::pipe::register(sig, wake_w.try_clone()?)?;
+        }
         let seed = (std::process::id() as u64) << 32
             ^ std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -139,11 +151,13 @@ impl Daemon {
             wake_w,
             term,
             hup,
+            usr1,
             uevent,
             inotify,
             env: Env::default(),
             last_problem_count: 0,
             read_error_logged: false,
+            saved_written: SavedSpeeds::new(),
             watchdog: crate::notify::watchdog_interval()
                 .map(|d| ((d.as_millis() as Ms / 2).max(1), 0)),
         })
@@ -250,6 +264,9 @@ impl Daemon {
                 Action::Remove { array, device } => {
                     act::remove_member(&self.opts.root, array, device)
                 }
+                Action::Fail { array, device } => {
+                    act::member_state(&self.opts.root, array, device, "faulty")
+                }
                 Action::Add {
                     array,
                     device,
@@ -326,6 +343,60 @@ impl Daemon {
         }
     }
 
+    fn state_path(&self) -> PathBuf {
+        self.opts.root.path("/run/mdguard/speed-limits.json")
+    }
+
+    /// The limits mdguard must put back survive a crash or `kill -9`: they are kept
+    /// in /run/mdguard and read back at start.
+    fn load_saved_speeds(&mut self) {
+        let p = self.state_path();
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            return;
+        };
+        match serde_json::from_str::<SavedSpeeds>(&text) {
+            Ok(m) => {
+                log::notice(&format!(
+                    "found speed limits a previous mdguard changed ({}); they will be restored",
+                    p.display()
+                ));
+                self.engine.preload_saved_speeds(m.clone());
+                self.saved_written = m;
+            }
+            Err(e) => log::warn(&format!("{}: ignoring unreadable state: {e}", p.display())),
+        }
+    }
+
+    fn persist_saved_speeds(&mut self) {
+        let now = self.engine.saved_speeds();
+        if now == self.saved_written {
+            return;
+        }
+        let p = self.state_path();
+        let r = if now.is_empty() {
+            std::fs::remove_file(&p).or_else(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+        } else {
+            let tmp = p.with_extension("tmp");
+            p.parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|_| std::fs::write(&tmp, serde_json::to_vec(&now).unwrap_or_default()))
+                .and_then(|_| std::fs::rename(&tmp, &p))
+        };
+        match r {
+            Ok(()) => self.saved_written = now,
+            Err(e) => log::warn(&format!(
+                "cannot record speed limits in {}: {e}",
+                p.display()
+            )),
+        }
+    }
+
     fn reload(&mut self) {
         match Config::load(&self.opts.config_path) {
             Ok(c) => {
@@ -377,6 +448,7 @@ impl Daemon {
                 ""
             }
         ));
+        self.load_saved_speeds();
         crate::notify::send("READY=1");
         let mut last_status = String::new();
         loop {
@@ -385,6 +457,7 @@ impl Daemon {
             let snap = self.snap.clone();
             let actions = self.engine.on_snapshot(&snap, &self.env, now);
             self.execute(actions);
+            self.persist_saved_speeds();
             self.rewatch();
             let status = summary(&self.snap);
             if status != last_status {
@@ -465,10 +538,16 @@ impl Daemon {
             if self.hup.swap(false, Ordering::Relaxed) {
                 self.reload();
             }
+            if self.usr1.swap(false, Ordering::Relaxed) {
+                // local "storage is back, probe now" (dom0 sends it over xenstore)
+                let more = self.engine.on_probe_hint(self.now());
+                self.execute(more);
+            }
             self.drain_done();
         }
         let restore = self.engine.restore_all();
         self.execute(restore);
+        self.persist_saved_speeds();
         log::notice("mdguard stopping; sync speed limits restored");
         crate::notify::send("STOPPING=1");
         Ok(())
@@ -509,6 +588,7 @@ fn describe(a: &Action) -> String {
             min.map_or("system".into(), |v| v.to_string()),
             max.map_or("system".into(), |v| v.to_string())
         ),
+        Action::Fail { array, device } => format!("fail {device} in {array}"),
         Action::Reconnect { device } => format!("reconnect {device}"),
         Action::Probe { device } => format!("probe {device}"),
         Action::Log { message, .. } => message.clone(),

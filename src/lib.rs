@@ -8,8 +8,10 @@
 pub mod config;
 pub mod daemon;
 pub mod heal;
+pub mod host;
 pub mod log;
 pub mod md;
 pub mod notify;
 pub mod report;
 pub mod root;
+pub mod xenstore;

@@ -65,7 +65,18 @@ pub fn log(sev: Severity, msg: &str) {
                 eprintln!("mdguard: {word}: {clean}");
             }
         }
-        _ => eprintln!("mdguard: {word}: {clean}"),
+        _ => {
+            if std::env::var_os("MDGUARD_LOG_TIMESTAMPS").is_some() {
+                // seconds on the monotonic clock (= /proc/uptime): lets tests and
+                // benchmarks time events against the kernel's own clock
+                let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+                    .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+                    .unwrap_or(0.0);
+                eprintln!("[{t:.3}] mdguard: {word}: {clean}");
+            } else {
+                eprintln!("mdguard: {word}: {clean}");
+            }
+        }
     }
 }
 

@@ -18,6 +18,10 @@ Usage:
   mdguard run [--config PATH] [--root DIR] [--foreground] [--exit-after SECS]
                                          the agent: watch, heal, throttle, report
                                          (config default /etc/mdguard/mdguard.toml)
+  mdguard host status [--json]           dom0: every guest's health from xenstore
+  mdguard host set-budget --kbps N [--domain D]   dom0: resync budget for guests
+  mdguard host ping [--domain D]         dom0: ask guests' agents to answer
+  mdguard host probe [--domain D]        dom0: tell guests storage is back
   mdguard version                        print the version
   mdguard help                           this text
 
@@ -130,6 +134,10 @@ fn cmd_run(parser: &mut lexopt::Parser) -> Result<ExitCode, lexopt::Error> {
 
 fn run(args: Vec<OsString>) -> Result<ExitCode, lexopt::Error> {
     use lexopt::prelude::*;
+    if args.first().and_then(|a| a.to_str()) == Some("host") {
+        let code = mdguard::host::main(args.into_iter().skip(1));
+        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+    }
     let mut parser = lexopt::Parser::from_args(args);
     let cmd = match parser.next()? {
         Some(lexopt::Arg::Value(v)) => v.string()?,

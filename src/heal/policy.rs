@@ -65,7 +65,12 @@ pub enum Action {
     ReAdd { array: String, device: String },
     /// `echo remove > md/dev-X/state`.
     Remove { array: String, device: String },
-    /// Run the configured reconnect command for the device.
+    /// `echo faulty > md/dev-X/state`: a member on a disk whose transport is
+    /// known dead (a sibling partition failed) that md has not noticed yet; the
+    /// disk cannot be reconnected while md holds any of it.
+    Fail { array: String, device: String },
+    /// Run the configured reconnect command for the disk (legs on it and on its
+    /// partitions are all removed first).
     Reconnect { device: String },
     /// ADD_NEW_DISK: with `role` as a re-add the kernel checks against the bitmap;
     /// with `role: None` as a spare for a full recovery.
@@ -119,6 +124,8 @@ pub enum Phase {
     Flapping,
     /// Its superblock does not prove it belongs here: never touched.
     Refused,
+    /// mdguard asked md to fail it (its disk must be reconnected).
+    Failing,
     /// Re-add impossible and full recovery not allowed by config.
     NeedsAdmin,
 }
@@ -134,6 +141,7 @@ impl Phase {
             Phase::Adding => "adding",
             Phase::Flapping => "flapping",
             Phase::Refused => "refused",
+            Phase::Failing => "failing",
             Phase::NeedsAdmin => "needs-admin",
         }
     }
@@ -207,6 +215,8 @@ pub struct Engine {
     refused_logged: Vec<String>,
     /// Devices seen appearing that may be a returning leg.
     candidates: Vec<String>,
+    /// The managed arrays as last seen (to judge a sibling's array).
+    last: Vec<Array>,
     rng: u64,
 }
 
@@ -222,6 +232,7 @@ impl Engine {
             arrays: BTreeMap::new(),
             refused_logged: Vec::new(),
             candidates: Vec::new(),
+            last: Vec::new(),
             rng: seed | 1,
         }
     }
@@ -256,6 +267,7 @@ impl Engine {
     pub fn on_snapshot(&mut self, snap: &Snapshot, env: &Env, now: Ms) -> Vec<Action> {
         let mut out = Vec::new();
         let managed = self.managed(snap);
+        self.last = managed.clone();
         for a in &managed {
             let mem = self.arrays.entry(a.name.clone()).or_default();
             if a.uuid.is_some() {
@@ -301,7 +313,7 @@ impl Engine {
             });
             leg.bound = true;
             if m.faulty {
-                if matches!(leg.phase, Phase::Healthy) {
+                if matches!(leg.phase, Phase::Healthy | Phase::Failing) {
                     // a new failure
                     leg.failed_at = Some(now);
                     leg.tried_readd = false;
@@ -356,7 +368,7 @@ impl Engine {
                 if m.slot.is_some() {
                     leg.role = m.slot;
                 }
-                if !matches!(leg.phase, Phase::Healthy) && leg.phase != Phase::Removing {
+                if !matches!(leg.phase, Phase::Healthy | Phase::Removing | Phase::Failing) {
                     out.push(log(
                         Level::Info,
                         format!("{}: leg {} is back in the array", a.name, m.device),
@@ -392,12 +404,21 @@ impl Engine {
             .retain(|_, l| l.bound || l.phase != Phase::Healthy || l.array != a.name);
         // Recovery bookkeeping
         let mem = self.arrays.entry(a.name.clone()).or_default();
-        let recovering = a
+        // md flips sync_action to `recover` for a moment when a leg fails and there
+        // is nothing to recover onto: a recovery starts when a member is rebuilt.
+        let rebuilding = a
+            .members
+            .iter()
+            .any(|m| m.slot.is_some() && !m.in_sync() && !m.faulty)
+            || a.sync
+                .as_ref()
+                .is_some_and(|s| s.action == SyncAction::Resync);
+        let running = a
             .sync
             .as_ref()
             .is_some_and(|s| s.action.restores() && s.state == SyncState::Running);
-        match (recovering, mem.recovery_started) {
-            (true, None) => {
+        match mem.recovery_started {
+            None if running && rebuilding => {
                 mem.recovery_started = Some(now);
                 let action = a
                     .sync
@@ -406,7 +427,7 @@ impl Engine {
                     .unwrap_or("resync");
                 out.push(log(Level::Info, format!("{}: {action} started", a.name)));
             }
-            (false, Some(t)) => {
+            Some(t) if !running => {
                 mem.recovery_started = None;
                 out.push(log(
                     Level::Info,
@@ -486,10 +507,8 @@ impl Engine {
                             device: leg.device.clone(),
                         });
                     } else if reconnect && !leg.bound {
-                        leg.phase = Phase::Reconnecting;
-                        out.push(Action::Reconnect {
-                            device: leg.device.clone(),
-                        });
+                        let dev = leg.device.clone();
+                        self.try_reconnect(&dev, now, out);
                     } else {
                         leg.probing = true;
                         out.push(Action::Probe {
@@ -509,6 +528,80 @@ impl Engine {
         }
     }
 
+    /// Reconnect the disk of `dev` once nothing of it is held by md any more:
+    /// faulty siblings are removed on their own; a sibling md has not noticed is
+    /// failed first when its array keeps another in-sync leg.
+    fn try_reconnect(&mut self, dev: &str, now: Ms, out: &mut Vec<Action>) {
+        let Some(disk) = self.config.reconnect_for(dev).map(|r| r.device.clone()) else {
+            return;
+        };
+        let on = |l: &Leg| crate::config::on_disk(&l.device, &disk);
+        if self
+            .legs
+            .values()
+            .any(|l| on(l) && l.phase == Phase::Reconnecting)
+        {
+            return;
+        }
+        let mut blocked = false;
+        let sibs: Vec<(String, String)> = self
+            .legs
+            .iter()
+            .filter(|(_, l)| on(l) && l.bound)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in sibs {
+            blocked = true;
+            let other_in_sync = self.last.iter().any(|a| {
+                a.name == k.0
+                    && a.members
+                        .iter()
+                        .any(|m| m.device != k.1 && m.in_sync() && !m.faulty && m.slot.is_some())
+            });
+            let leg = self.legs.get_mut(&k).expect("key from map");
+            if leg.phase == Phase::Healthy {
+                if other_in_sync {
+                    leg.phase = Phase::Failing;
+                    out.push(log(
+                        Level::Warn,
+                        format!(
+                            "{}: failing {} (its disk {disk} lost its transport and must be reconnected)",
+                            k.0, k.1
+                        ),
+                    ));
+                    out.push(Action::Fail {
+                        array: k.0.clone(),
+                        device: k.1.clone(),
+                    });
+                } else if leg.next_probe <= now {
+                    leg.next_probe = now + self.config.probe.max_interval_s * SEC;
+                    out.push(log(
+                        Level::Error,
+                        format!(
+                            "{disk}: cannot be reconnected: {} in {} is its array's only in-sync leg",
+                            k.1, k.0
+                        ),
+                    ));
+                }
+            }
+        }
+        if blocked {
+            // re-checked when a sibling's remove finishes, or at the next interval
+            for l in self.legs.values_mut().filter(|l| on(l) && !l.bound) {
+                if l.phase == Phase::Failed && l.next_probe <= now {
+                    l.next_probe = now + l.probe_interval;
+                }
+            }
+            return;
+        }
+        for l in self.legs.values_mut().filter(|l| on(l)) {
+            if l.phase == Phase::Failed && !l.probing {
+                l.phase = Phase::Reconnecting;
+            }
+        }
+        out.push(Action::Reconnect { device: disk });
+    }
+
     /// A block device appeared or changed (uevent): it may be a returning leg.
     pub fn on_device(&mut self, device: &str) {
         if !self.candidates.iter().any(|d| d == device) {
@@ -518,7 +611,7 @@ impl Engine {
         self.refused_logged.retain(|d| d != device);
         // a failed leg that reappears: probe it now rather than at the next backoff
         for leg in self.legs.values_mut().filter(|l| l.device == device) {
-            if matches!(leg.phase, Phase::Failed | Phase::Refused) {
+            if matches!(leg.phase, Phase::Failed | Phase::Refused) && !leg.probing {
                 leg.phase = Phase::Failed;
                 leg.next_probe = 0;
             }
@@ -535,7 +628,11 @@ impl Engine {
             return;
         }
         for d in cands {
-            let known_leg = self.legs.values().any(|l| l.device == d && l.bound);
+            // a leg mdguard is already bringing back is not a stranger
+            let known_leg = self
+                .legs
+                .values()
+                .any(|l| l.device == d && (l.bound || l.phase != Phase::Healthy));
             let in_any = managed
                 .iter()
                 .any(|a| a.members.iter().any(|m| m.device == d));
@@ -745,10 +842,24 @@ impl Engine {
             Action::ReAdd { array, device }
             | Action::Remove { array, device }
             | Action::Add { array, device, .. } => (array.clone(), device.clone()),
-            Action::Reconnect { device } => match self.legs.keys().find(|k| &k.1 == device) {
-                Some(k) => k.clone(),
-                None => return out,
-            },
+            Action::Reconnect { device } => {
+                self.reconnected(device, outcome, now, &mut out);
+                return out;
+            }
+            Action::Fail { array, device } => {
+                if let Outcome::Failed(e) = outcome {
+                    out.push(log(
+                        Level::Warn,
+                        format!("{array}: could not fail {device} ({e})"),
+                    ));
+                    if let Some(l) = self.legs.get_mut(&(array.clone(), device.clone())) {
+                        if l.phase == Phase::Failing {
+                            l.phase = Phase::Healthy;
+                        }
+                    }
+                }
+                return out;
+            }
             Action::SetSpeed { array, .. } => {
                 if let Outcome::Failed(e) = outcome {
                     out.push(log(
@@ -762,12 +873,19 @@ impl Engine {
         };
         let full_recovery = self.config.heal.full_recovery;
         let initial = self.config.probe.initial_interval_s * SEC;
-        let max = self.config.probe.max_interval_s * SEC;
         let reconnect = self.config_reconnect(&key.1);
         let Some(leg) = self.legs.get_mut(&key) else {
             return out;
         };
         let (arr, dev) = (key.0.clone(), key.1.clone());
+        // an outcome for a step the leg is no longer at (overtaken by events) is stale
+        let expected = match action {
+            Action::ReAdd { .. } | Action::Add { .. } => Phase::Adding,
+            _ => Phase::Removing,
+        };
+        if leg.phase != expected {
+            return out;
+        }
         match (action, outcome) {
             (Action::ReAdd { .. }, Outcome::Done) | (Action::Add { .. }, Outcome::Done) => {
                 leg.added_at = Some(now);
@@ -800,8 +918,8 @@ impl Engine {
             (Action::Remove { .. }, Outcome::Done) => {
                 leg.bound = false;
                 if reconnect {
-                    leg.phase = Phase::Reconnecting;
-                    out.push(Action::Reconnect { device: dev });
+                    leg.phase = Phase::Failed;
+                    self.try_reconnect(&dev, now, &mut out);
                 } else {
                     leg.phase = Phase::Failed;
                     leg.probing = true;
@@ -815,23 +933,6 @@ impl Engine {
                 out.push(log(
                     Level::Warn,
                     format!("{arr}: could not remove {dev} ({e}); retrying"),
-                ));
-            }
-            (Action::Reconnect { .. }, Outcome::Done) => {
-                leg.phase = Phase::Failed;
-                leg.probing = true;
-                out.push(Action::Probe { device: dev });
-            }
-            (Action::Reconnect { .. }, Outcome::Failed(e)) => {
-                leg.phase = Phase::Failed;
-                leg.probe_interval = (leg.probe_interval * 2).min(max);
-                leg.next_probe = now + leg.probe_interval;
-                out.push(log(
-                    Level::Info,
-                    format!(
-                        "{dev}: reconnect failed ({e}); next try in {}s",
-                        leg.probe_interval / SEC
-                    ),
                 ));
             }
             (Action::Add { role: Some(_), .. }, Outcome::Failed(e)) => {
@@ -870,6 +971,39 @@ impl Engine {
             _ => {}
         }
         out
+    }
+
+    /// The reconnect command for `disk` finished: probe each leg on it, or back off.
+    fn reconnected(&mut self, disk: &str, outcome: &Outcome, now: Ms, out: &mut Vec<Action>) {
+        let max = self.config.probe.max_interval_s * SEC;
+        let mut next = None;
+        for l in self
+            .legs
+            .values_mut()
+            .filter(|l| l.phase == Phase::Reconnecting && crate::config::on_disk(&l.device, disk))
+        {
+            match outcome {
+                Outcome::Done => {
+                    l.phase = Phase::Failed;
+                    l.probing = true;
+                    out.push(Action::Probe {
+                        device: l.device.clone(),
+                    });
+                }
+                Outcome::Failed(_) => {
+                    l.phase = Phase::Failed;
+                    l.probe_interval = (l.probe_interval * 2).min(max);
+                    l.next_probe = now + l.probe_interval;
+                    next = Some(l.probe_interval);
+                }
+            }
+        }
+        if let (Outcome::Failed(e), Some(n)) = (outcome, next) {
+            out.push(log(
+                Level::Info,
+                format!("{disk}: reconnect failed ({e}); next try in {}s", n / SEC),
+            ));
+        }
     }
 
     fn config_reconnect(&self, dev: &str) -> bool {
@@ -951,6 +1085,25 @@ impl Engine {
                     max: saved.1,
                 });
             }
+        }
+    }
+
+    /// Limits mdguard changed and must put back, per array.
+    pub fn saved_speeds(&self) -> BTreeMap<String, (Option<u64>, Option<u64>)> {
+        self.arrays
+            .iter()
+            .filter_map(|(n, m)| m.saved_speed.map(|s| (n.clone(), s)))
+            .collect()
+    }
+
+    /// Limits a previous run changed and did not put back (it was killed): they are
+    /// the values to restore, not what sysfs shows now.
+    pub fn preload_saved_speeds(&mut self, saved: BTreeMap<String, (Option<u64>, Option<u64>)>) {
+        for (n, s) in saved {
+            let mem = self.arrays.entry(n).or_default();
+            mem.saved_speed = Some(s);
+            // unknown: what is in sysfs now was written by the previous run
+            mem.set_speed = Some((Some(u64::MAX), Some(u64::MAX)));
         }
     }
 

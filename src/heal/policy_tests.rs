@@ -593,3 +593,133 @@ fn unmanaged_arrays_are_never_touched() {
         .on_snapshot(&nbd1_faulty(), &Env::default(), 1000 * S)
         .is_empty());
 }
+
+/// Seed layout: md0 = nbd0p1+nbd1p1, md1 = nbd0p2+nbd1p2. nbd1's server dies;
+/// md0 notices, the idle md1 does not. nbd1 can be reconnected only once md holds
+/// no part of it, so md1's nbd1p2 is failed first (md1 keeps nbd0p2 in sync).
+#[test]
+fn reconnect_of_a_shared_disk_waits_for_every_partition() {
+    let mut e = Engine::new(
+        cfg(|c| {
+            c.reconnect.push(crate::config::Reconnect {
+                device: "nbd1".into(),
+                command: vec!["nbd-client".into()],
+                timeout_s: 30,
+            })
+        }),
+        3,
+    );
+    let arr = |name: &str, p: u32, faulty1: bool, bound1: bool| {
+        let mut m = vec![member(&format!("nbd0p{p}"), Some(0), &["in_sync"])];
+        if bound1 {
+            m.push(if faulty1 {
+                member(&format!("nbd1p{p}"), None, &["faulty"])
+            } else {
+                member(&format!("nbd1p{p}"), Some(1), &["in_sync"])
+            });
+        }
+        let mut a = raid1(m);
+        a.name = name.into();
+        a
+    };
+    let s = |f0: bool, b0: bool, f1: bool, b1: bool| {
+        snap(vec![arr("md0", 1, f0, b0), arr("md1", 2, f1, b1)])
+    };
+    e.on_snapshot(&s(false, true, false, true), &Env::default(), 0);
+    e.on_snapshot(&s(true, true, false, true), &Env::default(), S);
+    let a = e.on_snapshot(&s(true, true, false, true), &Env::default(), 3 * S);
+    let rm0 = Action::Remove {
+        array: "md0".into(),
+        device: "nbd1p1".into(),
+    };
+    assert_eq!(non_log(&a), vec![rm0.clone()]);
+    let a = e.on_outcome(&rm0, &Outcome::Done, 3 * S);
+    let fail1 = Action::Fail {
+        array: "md1".into(),
+        device: "nbd1p2".into(),
+    };
+    assert_eq!(non_log(&a), vec![fail1.clone()], "{a:?}");
+    assert!(e.on_outcome(&fail1, &Outcome::Done, 3 * S).is_empty());
+    // no second Fail while md has not reported it faulty yet
+    assert!(
+        non_log(&e.on_snapshot(&s(true, false, false, true), &Env::default(), 3 * S)).is_empty()
+    );
+    e.on_snapshot(&s(true, false, true, true), &Env::default(), 4 * S);
+    let rm1 = Action::Remove {
+        array: "md1".into(),
+        device: "nbd1p2".into(),
+    };
+    let mut t;
+    let mut rounds = 0;
+    loop {
+        t = e.next_deadline().unwrap();
+        assert!(t > 3 * S, "no timer in the past: {t}");
+        let a = e.on_snapshot(&s(true, false, true, true), &Env::default(), t);
+        if !non_log(&a).is_empty() {
+            assert_eq!(non_log(&a), vec![rm1.clone()]);
+            break;
+        }
+        rounds += 1;
+        assert!(rounds < 5, "nbd1p2 never removed");
+    }
+    let a = e.on_outcome(&rm1, &Outcome::Done, t);
+    let rc = Action::Reconnect {
+        device: "nbd1".into(),
+    };
+    assert_eq!(non_log(&a), vec![rc.clone()], "one reconnect for the disk");
+    let a = e.on_outcome(&rc, &Outcome::Done, t);
+    assert_eq!(non_log(&a), vec![probe("nbd1p1"), probe("nbd1p2")]);
+}
+
+#[test]
+fn the_only_in_sync_leg_is_never_failed_for_a_reconnect() {
+    let mut e = Engine::new(
+        cfg(|c| {
+            c.reconnect.push(crate::config::Reconnect {
+                device: "nbd1".into(),
+                command: vec!["nbd-client".into()],
+                timeout_s: 30,
+            })
+        }),
+        3,
+    );
+    let mut md1 = raid1(vec![member("nbd1p2", Some(1), &["in_sync"])]);
+    md1.name = "md1".into();
+    let mut md0 = raid1(vec![
+        member("nbd0p1", Some(0), &["in_sync"]),
+        member("nbd1p1", None, &["faulty"]),
+    ]);
+    md0.name = "md0".into();
+    let mut healthy0 = md0.clone();
+    healthy0.members[1] = member("nbd1p1", Some(1), &["in_sync"]);
+    e.on_snapshot(&snap(vec![healthy0, md1.clone()]), &Env::default(), 0);
+    e.on_snapshot(&snap(vec![md0.clone(), md1.clone()]), &Env::default(), S);
+    let a = e.on_snapshot(
+        &snap(vec![md0.clone(), md1.clone()]),
+        &Env::default(),
+        3 * S,
+    );
+    let rm = non_log(&a)[0].clone();
+    let a = e.on_outcome(&rm, &Outcome::Done, 3 * S);
+    assert!(non_log(&a).is_empty(), "{a:?}");
+    assert!(logs(&a)[0].contains("only in-sync leg"), "{a:?}");
+}
+
+#[test]
+fn limits_left_by_a_killed_run_are_restored() {
+    let mut e = engine();
+    let mut saved = std::collections::BTreeMap::new();
+    saved.insert("md0".to_string(), (None, Some(90_000)));
+    e.preload_saved_speeds(saved);
+    // not recovering any more: the old values go back at once
+    let a = e.on_snapshot(&healthy(), &Env::default(), 0);
+    assert_eq!(
+        non_log(&a),
+        vec![Action::SetSpeed {
+            array: "md0".into(),
+            min: None,
+            max: Some(90_000)
+        }]
+    );
+    assert!(e.saved_speeds().is_empty());
+}

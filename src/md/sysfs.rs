@@ -120,7 +120,18 @@ pub fn read_array(root: &Root, name: &str, problems: &mut Vec<String>) -> Option
         degraded: r.num(&dir.join("degraded")),
         sync_action: r.word(&dir.join("sync_action")),
         sync_completed: r.parsed(&dir.join("sync_completed"), parse_sync_completed),
-        sync_speed: r.num(&dir.join("sync_speed")),
+        // `none` while no sync runs
+        sync_speed: r
+            .parsed(&dir.join("sync_speed"), |s| {
+                if s == "none" {
+                    Ok(None)
+                } else {
+                    s.parse::<u64>()
+                        .map(Some)
+                        .map_err(|_| "a number or `none`".to_string())
+                }
+            })
+            .flatten(),
         sync_speed_min: r.parsed(&dir.join("sync_speed_min"), parse_speed_limit),
         sync_speed_max: r.parsed(&dir.join("sync_speed_max"), parse_speed_limit),
         metadata_version: r.word(&dir.join("metadata_version")),

@@ -255,6 +255,9 @@ pub struct LabConfig {
     pub nbd_timeout: Option<u32>,
     pub leg_mib: u64,
     pub format: ImageFormat,
+    /// `mdadm --bitmap-chunk` in KiB; None: mdadm's default (64 MiB, which
+    /// covers a whole small test leg, so any write dirties all of it).
+    pub bitmap_chunk_kib: Option<u32>,
     /// Global md resync ceiling (KiB/s) set before the arrays are created,
     /// so the initial resync is observable; None: kernel default.
     pub throttle_kbps: Option<u32>,
@@ -268,6 +271,7 @@ impl Default for LabConfig {
             nbd_timeout: None,
             leg_mib: 32,
             format: ImageFormat::Raw,
+            bitmap_chunk_kib: None,
             throttle_kbps: Some(64),
         }
     }
@@ -362,7 +366,11 @@ impl Lab {
             Some(k) => lab.set_speed_limits(1, k),
             None => lab.set_speed_limits(DEFAULT_SPEED_MIN, DEFAULT_SPEED_MAX),
         }
-        let bitmap = if lab.cfg.bitmap { "internal" } else { "none" };
+        let bitmap = match (lab.cfg.bitmap, lab.cfg.bitmap_chunk_kib) {
+            (false, _) => "none".to_string(),
+            (true, None) => "internal".to_string(),
+            (true, Some(k)) => format!("internal --bitmap-chunk={k}K"),
+        };
         for a in &lab.arrays {
             let devs: Vec<String> = a.members.iter().map(|m| format!("/dev/{m}")).collect();
             let script = format!(

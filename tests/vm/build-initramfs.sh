@@ -51,7 +51,7 @@ copy_bin "$mdguard" bin/mdguard.libs-only && rm -f "$stage/bin/mdguard.libs-only
 # Modules: one --show-depends per module (extra words would be parameters).
 # The order is dependency order; keep the first occurrence of each.
 : > "$stage/etc/modules.order"
-mods=(virtio_pci virtio_net virtio_console nbd md_mod raid1)
+mods=(virtio_pci virtio_net virtio_console nbd md_mod raid1 loop)
 for m in "${mods[@]}"; do
     modprobe -d "$kroot" -S "$kver" --show-depends "$m"
 done | awk '$1 == "insmod" && !seen[$2]++' | while read -r _ path params; do

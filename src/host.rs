@@ -1,0 +1,445 @@
+//! `mdguard host ...`: dom0's side. Reads every guest's `data/mdguard/`
+//! through xenstored's socket and writes guests' `control/mdguard/` keys.
+//!
+//! ```text
+//! mdguard host status [--json]
+//! mdguard host set-budget --kbps N [--domain D]
+//! mdguard host ping [--domain D] [--timeout SECS]
+//! mdguard host probe [--domain D]
+//! ```
+//! `D` is a domid or a domain name; without `--domain` every guest (not
+//! dom0) is addressed. `status` exits like a nagios check with the worst
+//! guest: 0 ok, 1 recovering, 2 degraded/failed, 3 unknown/unreachable (also
+//! when no guest publishes anything). Guests without `data/mdguard` are
+//! listed but do not count.
+//!
+//! Every value read from a guest is untrusted: parsed strictly, bounded,
+//! and escaped before it reaches the terminal.
+
+use crate::xenstore::schema::{self, ArrayJson, Health};
+use crate::xenstore::{Access, Client, Error, Perm};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const USAGE: &str = "usage: mdguard host status [--json]
+       mdguard host set-budget --kbps N [--domain D]
+       mdguard host ping [--domain D] [--timeout SECS]
+       mdguard host probe [--domain D]";
+
+/// Exit code for usage errors.
+const EXIT_USAGE: i32 = 64;
+const EXIT_UNKNOWN: i32 = 3;
+
+/// Entry point: `args` are the arguments after `host`.
+pub fn main<I, A>(args: I) -> i32
+where
+    I: IntoIterator<Item = A>,
+    A: Into<OsString>,
+{
+    match run(args.into_iter().map(Into::into).collect()) {
+        Ok(code) => code,
+        Err(HostError::Usage(m)) => {
+            eprintln!("mdguard host: {m}\n{USAGE}");
+            EXIT_USAGE
+        }
+        Err(HostError::Xs(e)) => {
+            eprintln!("mdguard host: {e}");
+            EXIT_UNKNOWN
+        }
+    }
+}
+
+#[derive(Debug)]
+enum HostError {
+    Usage(String),
+    Xs(Error),
+}
+
+impl From<Error> for HostError {
+    fn from(e: Error) -> Self {
+        HostError::Xs(e)
+    }
+}
+
+impl From<lexopt::Error> for HostError {
+    fn from(e: lexopt::Error) -> Self {
+        HostError::Usage(e.to_string())
+    }
+}
+
+fn run(args: Vec<OsString>) -> Result<i32, HostError> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_args(args);
+    let cmd = match p.next()? {
+        Some(Value(v)) => v.string()?,
+        Some(Long("help")) | Some(Short('h')) => {
+            println!("{USAGE}");
+            return Ok(0);
+        }
+        Some(a) => return Err(a.unexpected().into()),
+        None => return Err(HostError::Usage("missing command".into())),
+    };
+    let mut json = false;
+    let mut kbps: Option<u64> = None;
+    let mut domain: Option<String> = None;
+    let mut timeout = Duration::from_secs(5);
+    while let Some(a) = p.next()? {
+        match a {
+            Long("json") if cmd == "status" => json = true,
+            Long("kbps") if cmd == "set-budget" => {
+                let v: String = p.value()?.string()?;
+                let n = schema::parse_u64(v.as_bytes())
+                    .map_err(|e| HostError::Usage(format!("--kbps: {e}")))?;
+                if n > schema::BUDGET_MAX_KBPS {
+                    return Err(HostError::Usage(format!(
+                        "--kbps: at most {}",
+                        schema::BUDGET_MAX_KBPS
+                    )));
+                }
+                kbps = Some(n);
+            }
+            Long("domain") | Short('d') if cmd != "status" => domain = Some(p.value()?.string()?),
+            Long("timeout") if cmd == "ping" => {
+                let v: f64 = p.value()?.parse()?;
+                if !(0.0..=3600.0).contains(&v) {
+                    return Err(HostError::Usage("--timeout: 0..3600 seconds".into()));
+                }
+                timeout = Duration::from_secs_f64(v);
+            }
+            Long("help") | Short('h') => {
+                println!("{USAGE}");
+                return Ok(0);
+            }
+            a => return Err(a.unexpected().into()),
+        }
+    }
+    if !matches!(cmd.as_str(), "status" | "set-budget" | "probe" | "ping") {
+        return Err(HostError::Usage(format!("unknown command {cmd:?}")));
+    }
+    if cmd == "set-budget" && kbps.is_none() {
+        return Err(HostError::Usage("set-budget needs --kbps N".into()));
+    }
+    let mut c = Client::open()?;
+    match cmd.as_str() {
+        "status" => status(&mut c, json),
+        "set-budget" => {
+            let kbps = kbps.ok_or_else(|| HostError::Usage("set-budget needs --kbps N".into()))?;
+            let doms = targets(&mut c, domain.as_deref())?;
+            for (id, name) in &doms {
+                write_control(&mut c, *id, schema::CTL_BUDGET, kbps.to_string().as_bytes())?;
+                println!(
+                    "{id} {} budget_kbps={kbps}",
+                    schema::printable_str(name, 40)
+                );
+            }
+            Ok(0)
+        }
+        "probe" => {
+            let doms = targets(&mut c, domain.as_deref())?;
+            let token = new_token();
+            for (id, name) in &doms {
+                write_control(&mut c, *id, schema::CTL_PROBE, token.as_bytes())?;
+                println!("{id} {} probe={token}", schema::printable_str(name, 40));
+            }
+            Ok(0)
+        }
+        "ping" => {
+            let doms = targets(&mut c, domain.as_deref())?;
+            ping(&mut c, &doms, timeout)
+        }
+        other => Err(HostError::Usage(format!("unknown command {other:?}"))),
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn new_token() -> String {
+    let ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}-{}", ns / 1000, std::process::id())
+}
+
+/// Every domid under /local/domain (strictly numeric names only), sorted.
+fn domids(c: &mut Client) -> Result<Vec<u32>, Error> {
+    let mut ids: Vec<u32> = match c.directory("/local/domain") {
+        Ok(v) => v,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(e),
+    }
+    .iter()
+    .filter_map(|s| schema::parse_u64(s.as_bytes()).ok())
+    .filter_map(|n| u32::try_from(n).ok())
+    .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+fn domain_name(c: &mut Client, id: u32) -> String {
+    match c.try_read(&format!("/local/domain/{id}/name")) {
+        Ok(Some(v)) if v.len() <= 256 => String::from_utf8_lossy(&v).into_owned(),
+        Ok(Some(_)) => "(name too long)".into(),
+        _ => "-".into(),
+    }
+}
+
+/// Resolve `--domain` (domid or name) or all guests (every domain but 0).
+fn targets(c: &mut Client, sel: Option<&str>) -> Result<Vec<(u32, String)>, HostError> {
+    let ids = domids(c)?;
+    let mut out = Vec::new();
+    for id in ids {
+        let name = domain_name(c, id);
+        let hit = match sel {
+            None => id != 0,
+            Some(s) => s == id.to_string() || s == name,
+        };
+        if hit {
+            out.push((id, name));
+        }
+    }
+    if out.is_empty() {
+        return Err(HostError::Usage(match sel {
+            Some(s) => format!("no domain {s:?} under /local/domain"),
+            None => "no guest domain under /local/domain".into(),
+        }));
+    }
+    Ok(out)
+}
+
+/// Write `control/mdguard/<key>` of domain `id`: owner dom0, guest read-only
+/// (`n0 r<id>`), on the directory too so the guest can watch it.
+fn write_control(c: &mut Client, id: u32, key: &str, value: &[u8]) -> Result<(), Error> {
+    let dir = format!("/local/domain/{id}/{}", schema::CONTROL_DIR);
+    let path = format!("{dir}/{key}");
+    let perms = [Perm::new(0, Access::None), Perm::new(id, Access::Read)];
+    c.transaction(|t| {
+        t.mkdir(&dir)?;
+        t.set_perms(&dir, &perms)?;
+        t.write(&path, value)?;
+        t.set_perms(&path, &perms)?;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------- status
+
+#[derive(Debug, Serialize)]
+struct GuestStatus {
+    domid: u32,
+    name: String,
+    /// `None`: the guest publishes nothing (no agent).
+    health: Option<Health>,
+    version: Option<u64>,
+    updated: Option<u64>,
+    arrays: BTreeMap<String, ArrayJson>,
+    errors: Vec<String>,
+}
+
+fn read_guest(c: &mut Client, id: u32) -> Result<GuestStatus, Error> {
+    let base = format!("/local/domain/{id}/{}", schema::DATA_DIR);
+    let mut g = GuestStatus {
+        domid: id,
+        name: domain_name(c, id),
+        health: None,
+        version: None,
+        updated: None,
+        arrays: BTreeMap::new(),
+        errors: Vec::new(),
+    };
+    let health = match c.try_read(&format!("{base}/{}", schema::KEY_HEALTH))? {
+        None => {
+            // No health key: either no agent, or one that published nothing usable.
+            if c.try_read(&format!("{base}/{}", schema::KEY_VERSION))?
+                .is_none()
+            {
+                return Ok(g);
+            }
+            g.errors.push("health missing".into());
+            Health::Unknown
+        }
+        Some(v) => Health::parse(&v).unwrap_or_else(|e| {
+            g.errors.push(format!("health: {e}"));
+            Health::Unknown
+        }),
+    };
+    g.health = Some(health);
+    if let Some(v) = c.try_read(&format!("{base}/{}", schema::KEY_VERSION))? {
+        match schema::parse_u64(&v) {
+            Ok(n) => g.version = Some(n),
+            Err(e) => g.errors.push(format!("version: {e}")),
+        }
+    }
+    if let Some(v) = c.try_read(&format!("{base}/{}", schema::KEY_UPDATED))? {
+        match schema::parse_u64(&v) {
+            Ok(n) => g.updated = Some(n),
+            Err(e) => g.errors.push(format!("updated: {e}")),
+        }
+    }
+    let names = match c.directory(&format!("{base}/{}", schema::KEY_ARRAYS)) {
+        Ok(v) => v,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    for n in names.iter().take(64) {
+        if !schema::valid_name(n) {
+            g.errors
+                .push(format!("array name {:?}", schema::printable_str(n, 32)));
+            continue;
+        }
+        // A key removed meanwhile is simply skipped.
+        if let Some(v) = c.try_read(&format!("{base}/{}/{n}", schema::KEY_ARRAYS))? {
+            match ArrayJson::parse(&v) {
+                Ok(j) => {
+                    g.arrays.insert(n.clone(), j);
+                }
+                Err(e) => g.errors.push(format!("{n}: {e}")),
+            }
+        }
+    }
+    Ok(g)
+}
+
+fn status(c: &mut Client, json: bool) -> Result<i32, HostError> {
+    let mut guests = Vec::new();
+    for id in domids(c)? {
+        match read_guest(c, id) {
+            Ok(g) => guests.push(g),
+            Err(e) if e.is_connection() => return Err(e.into()),
+            Err(e) => guests.push(GuestStatus {
+                domid: id,
+                name: domain_name(c, id),
+                health: Some(Health::Unknown),
+                version: None,
+                updated: None,
+                arrays: BTreeMap::new(),
+                errors: vec![format!("unreachable: {e}")],
+            }),
+        }
+    }
+    let reporting: Vec<&GuestStatus> = guests.iter().filter(|g| g.health.is_some()).collect();
+    let worst = reporting.iter().filter_map(|g| g.health).max();
+    let code = match worst {
+        None => EXIT_UNKNOWN,
+        Some(h) => h.exit_code(),
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        #[derive(Serialize)]
+        struct Report<'a> {
+            worst: Option<Health>,
+            exit_code: i32,
+            guests: &'a [GuestStatus],
+        }
+        let r = Report {
+            worst,
+            exit_code: code,
+            guests: &guests,
+        };
+        let _ = writeln!(out, "{}", serde_json::to_string(&r).expect("serializable"));
+        return Ok(code);
+    }
+    let now = now_unix();
+    for g in &guests {
+        let health = g.health.map_or("-", Health::as_str);
+        let updated = match g.updated {
+            Some(t) if t <= now => format!("{}s ago", now - t),
+            Some(t) => format!("t={t}"),
+            None => "-".into(),
+        };
+        let arrays: Vec<String> = g
+            .arrays
+            .iter()
+            .map(|(n, a)| {
+                let mut s = format!("{n}:{}({}/{})", a.health, a.in_sync, a.disks);
+                if let Some((act, pct)) = &a.sync {
+                    s.push_str(&format!(" {} {pct:.1}%", schema::printable_str(act, 16)));
+                }
+                s
+            })
+            .collect();
+        let mut line = format!(
+            "{:<5} {:<20} {:<10} {:<12} {}",
+            g.domid,
+            schema::printable_str(&g.name, 20),
+            health,
+            updated,
+            if g.health.is_none() {
+                "(no mdguard data)".to_string()
+            } else {
+                arrays.join(", ")
+            }
+        );
+        for e in &g.errors {
+            line.push_str(&format!(" [{}]", schema::printable_str(e, 80)));
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    if reporting.is_empty() {
+        let _ = writeln!(out, "no guest publishes mdguard data");
+    }
+    Ok(code)
+}
+
+// ---------------------------------------------------------------- ping
+
+fn ping(c: &mut Client, doms: &[(u32, String)], timeout: Duration) -> Result<i32, HostError> {
+    let token = new_token();
+    let mut pending: BTreeMap<u32, (String, String)> = BTreeMap::new();
+    for (id, name) in doms {
+        let pong = format!(
+            "/local/domain/{id}/{}/{}",
+            schema::DATA_DIR,
+            schema::KEY_PONG
+        );
+        c.watch(&pong, &format!("pong-{id}"))?;
+        pending.insert(*id, (name.clone(), pong));
+    }
+    let start = Instant::now();
+    for (id, _) in doms {
+        write_control(c, *id, schema::CTL_PING, token.as_bytes())?;
+    }
+    let mut answered = BTreeMap::new();
+    while !pending.is_empty() {
+        let mut done = Vec::new();
+        for (id, (_, pong)) in &pending {
+            if let Ok(Some(v)) = c.try_read(pong) {
+                if v == token.as_bytes() {
+                    done.push(*id);
+                }
+            }
+        }
+        for id in done {
+            let (name, _) = pending.remove(&id).expect("present");
+            answered.insert(id, (name, start.elapsed()));
+        }
+        let left = timeout.saturating_sub(start.elapsed());
+        if pending.is_empty() || left.is_zero() {
+            break;
+        }
+        c.wait_events(left)?;
+    }
+    for (id, (name, dt)) in &answered {
+        println!(
+            "{id} {} pong in {} ms",
+            schema::printable_str(name, 40),
+            dt.as_millis()
+        );
+    }
+    for (id, (name, _)) in &pending {
+        println!(
+            "{id} {} no answer within {:?}",
+            schema::printable_str(name, 40),
+            timeout
+        );
+    }
+    Ok(if pending.is_empty() { 0 } else { EXIT_UNKNOWN })
+}

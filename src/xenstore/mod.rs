@@ -1,0 +1,35 @@
+//! Xenstore: a pure codec ([`wire`]), a small blocking client ([`client`]),
+//! and mdguard's key layout and publishing logic ([`schema`]).
+//!
+//! No libxenstore: the guest talks to `/dev/xen/xenbus`, dom0 and the tests
+//! to xenstored's unix socket, with the same code.
+//!
+//! In the agent's poll loop:
+//!
+//! ```no_run
+//! use mdguard::xenstore::{Client, Error};
+//! let mut xs = match Client::open() {
+//!     Ok(c) => c,
+//!     Err(Error::NotAvailable(why)) => { eprintln!("no xenstore: {why}"); return }
+//!     Err(e) => panic!("{e}"),
+//! };
+//! xs.watch("control/mdguard", "ctl").unwrap();
+//! // poll(2) on xs.as_raw_fd() with the other fds; when readable:
+//! match xs.poll_events() {
+//!     Ok(events) => { /* re-read the keys the events name */ }
+//!     Err(Error::Disconnected) => {
+//!         // xenstored restarted: reconnect (with backoff); watches are
+//!         // re-registered, and publisher.reset() makes the next publish
+//!         // write everything again (Publisher::publish does this itself).
+//!         let _ = xs.reconnect();
+//!     }
+//!     Err(e) => eprintln!("{e}"),
+//! }
+//! ```
+
+pub mod client;
+pub mod schema;
+pub mod wire;
+
+pub use client::{Client, Endpoint, Error, Txn};
+pub use wire::{Access, Perm, WatchEvent, XsErrno};

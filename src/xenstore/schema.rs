@@ -1,0 +1,909 @@
+//! mdguard's xenstore keys, the publishing policy, and strict parsers for
+//! every value read back (all of it is untrusted input).
+//!
+//! # Schema (version 1)
+//!
+//! Written by the guest agent, under its home (`/local/domain/<domid>/`),
+//! relative paths resolved by xenstored. `data/` is the guest's own:
+//!
+//! | key | value |
+//! |---|---|
+//! | `data/mdguard/version` | schema version, decimal (`1`) |
+//! | `data/mdguard/health` | worst array: `ok`, `recovering`, `unknown`, `degraded`, `failed` (`ok` when there is no array) |
+//! | `data/mdguard/arrays/<mdX>` | one array as compact JSON, always < 1 KiB (see [`ArrayJson`]) |
+//! | `data/mdguard/updated` | unix time (s) of the last change published |
+//! | `data/mdguard/pong` | the last `control/mdguard/ping` token seen, echoed |
+//!
+//! Writes happen only on change. Resync progress alone is rate-limited
+//! ([`PublishConfig::progress_interval`], default 60 s); any other change (health, a member's
+//! state, sync start/stop/action) is written at once. An idle healthy guest
+//! makes no writes at all. After xenstored restarts the agent re-publishes
+//! everything ([`Publisher::reset`]).
+//!
+//! Written by dom0 under the guest's `control/mdguard/` (owner dom0, guest
+//! read-only: permissions `n0`, `r<domid>`); the agent watches the directory:
+//!
+//! | key | value |
+//! |---|---|
+//! | `control/mdguard/budget_kbps` | resync ceiling in KiB/s for the whole guest, `1..=100000000`; empty or `0`: no dom0 budget |
+//! | `control/mdguard/ping` | a token (`[A-Za-z0-9._:-]{1,64}`); the agent writes it to `data/mdguard/pong` |
+//! | `control/mdguard/probe` | a token/counter; each new value means "storage is back, probe faulty legs now" |
+//!
+//! Array JSON example (`data/mdguard/arrays/md0`):
+//! `{"health":"recovering","level":"raid1","disks":2,"in_sync":1,"members":[["xvdb","in_sync"],["xvdc","spare"]],"sync":["recover",42.5]}`
+//! plus optional `"flags":["flapping","stalled"]` and `"more_members":N` when
+//! the member list had to be cut to stay under 1 KiB.
+//!
+//! Health order (worst last): ok < recovering < unknown < degraded < failed.
+//! `mdguard host status` maps the worst guest to a nagios code: ok 0,
+//! recovering 1, degraded/failed 2, unknown or unreachable 3.
+
+use super::client::{Client, Result as XsResult, Txn};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub const SCHEMA_VERSION: u32 = 1;
+/// Relative to the guest's home.
+pub const DATA_DIR: &str = "data/mdguard";
+pub const CONTROL_DIR: &str = "control/mdguard";
+pub const KEY_VERSION: &str = "version";
+pub const KEY_HEALTH: &str = "health";
+pub const KEY_ARRAYS: &str = "arrays";
+pub const KEY_UPDATED: &str = "updated";
+pub const KEY_PONG: &str = "pong";
+pub const CTL_BUDGET: &str = "budget_kbps";
+pub const CTL_PING: &str = "ping";
+pub const CTL_PROBE: &str = "probe";
+
+/// Hard cap on one array's JSON.
+pub const ARRAY_JSON_MAX: usize = 1023;
+/// Longest value we accept from any key we read (xenstored's default
+/// per-value quota for guests is 2048).
+pub const VALUE_MAX: usize = 2048;
+pub const TOKEN_MAX: usize = 64;
+pub const BUDGET_MAX_KBPS: u64 = 100_000_000;
+pub const NAME_MAX: usize = 32;
+
+// ---------------------------------------------------------------- health
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Ok,
+    Recovering,
+    Unknown,
+    Degraded,
+    Failed,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Ok => "ok",
+            Health::Recovering => "recovering",
+            Health::Unknown => "unknown",
+            Health::Degraded => "degraded",
+            Health::Failed => "failed",
+        }
+    }
+
+    /// Strict: exactly one of the five words.
+    pub fn parse(v: &[u8]) -> Result<Health, ParseError> {
+        match v {
+            b"ok" => Ok(Health::Ok),
+            b"recovering" => Ok(Health::Recovering),
+            b"unknown" => Ok(Health::Unknown),
+            b"degraded" => Ok(Health::Degraded),
+            b"failed" => Ok(Health::Failed),
+            _ => Err(ParseError::BadValue(format!(
+                "health {:?}",
+                printable(v, 24)
+            ))),
+        }
+    }
+
+    /// Nagios-style exit code: 0 ok, 1 recovering, 2 degraded/failed, 3 unknown.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Health::Ok => 0,
+            Health::Recovering => 1,
+            Health::Degraded | Health::Failed => 2,
+            Health::Unknown => 3,
+        }
+    }
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ---------------------------------------------------------------- parse errors
+
+/// Why a value read from xenstore was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    TooLong { len: usize, max: usize },
+    Empty,
+    NotUtf8,
+    BadNumber(String),
+    OutOfRange { value: u64, max: u64 },
+    BadToken(String),
+    BadValue(String),
+    BadJson(String),
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::TooLong { len, max } => write!(f, "value of {len} bytes (max {max})"),
+            ParseError::Empty => f.write_str("empty value"),
+            ParseError::NotUtf8 => f.write_str("value is not UTF-8"),
+            ParseError::BadNumber(s) => write!(f, "not a decimal number: {s}"),
+            ParseError::OutOfRange { value, max } => write!(f, "{value} out of range (max {max})"),
+            ParseError::BadToken(s) => write!(f, "bad token: {s}"),
+            ParseError::BadValue(s) => write!(f, "bad value: {s}"),
+            ParseError::BadJson(s) => write!(f, "bad JSON: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// A short, printable rendering of untrusted bytes for messages and terminals:
+/// control characters and non-ASCII are escaped, length bounded.
+pub fn printable(v: &[u8], max: usize) -> String {
+    let mut s = String::new();
+    for &b in v.iter().take(max) {
+        if (0x20..0x7f).contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    if v.len() > max {
+        s.push_str("...");
+    }
+    s
+}
+
+/// Same for a string (chars, not bytes).
+pub fn printable_str(v: &str, max: usize) -> String {
+    let mut s = String::new();
+    for c in v.chars().take(max) {
+        if c.is_control() {
+            s.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            s.push(c);
+        }
+    }
+    if v.chars().count() > max {
+        s.push_str("...");
+    }
+    s
+}
+
+fn bounded(v: &[u8], max: usize) -> Result<(), ParseError> {
+    if v.len() > max {
+        return Err(ParseError::TooLong { len: v.len(), max });
+    }
+    Ok(())
+}
+
+/// Strict unsigned decimal: digits only, no sign, no spaces, no leading zeros
+/// (except "0"), at most 20 digits.
+pub fn parse_u64(v: &[u8]) -> Result<u64, ParseError> {
+    bounded(v, 20)?;
+    if v.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    let bad = || ParseError::BadNumber(printable(v, 24));
+    if !v.iter().all(u8::is_ascii_digit) || (v.len() > 1 && v[0] == b'0') {
+        return Err(bad());
+    }
+    std::str::from_utf8(v)
+        .map_err(|_| bad())?
+        .parse()
+        .map_err(|_| bad())
+}
+
+/// `control/mdguard/budget_kbps`: `None` for "no budget" (empty or 0).
+pub fn parse_budget_kbps(v: &[u8]) -> Result<Option<u64>, ParseError> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let n = parse_u64(v)?;
+    if n > BUDGET_MAX_KBPS {
+        return Err(ParseError::OutOfRange {
+            value: n,
+            max: BUDGET_MAX_KBPS,
+        });
+    }
+    Ok(if n == 0 { None } else { Some(n) })
+}
+
+/// Ping and probe tokens: `[A-Za-z0-9._:-]{1,64}`.
+pub fn parse_token(v: &[u8]) -> Result<String, ParseError> {
+    bounded(v, TOKEN_MAX)?;
+    if v.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    if !v
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    {
+        return Err(ParseError::BadToken(printable(v, TOKEN_MAX)));
+    }
+    Ok(String::from_utf8(v.to_vec()).expect("ASCII checked"))
+}
+
+/// An array or device name as used in a key: `[A-Za-z0-9_.-]{1,32}`, not `.`/`..`.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= NAME_MAX
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+// ---------------------------------------------------------------- control keys
+
+/// What a change under `control/mdguard/` means for the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlEvent {
+    /// New dom0 budget (`None`: removed / no budget).
+    Budget(Option<u64>),
+    /// Answer by writing the token to `data/mdguard/pong`.
+    Ping(String),
+    /// Probe faulty legs now.
+    Probe(String),
+}
+
+/// Which control key a watch event path names, if any. Accepts relative
+/// (`control/mdguard/ping`) and absolute (`/local/domain/5/control/mdguard/ping`)
+/// event paths.
+pub fn control_key(event_path: &str) -> Option<&'static str> {
+    let rest = event_path.rsplit_once("control/mdguard/")?.1;
+    [CTL_BUDGET, CTL_PING, CTL_PROBE]
+        .into_iter()
+        .find(|k| *k == rest)
+}
+
+/// Remembers the last control values seen and turns raw reads into events.
+#[derive(Debug, Default, Clone)]
+pub struct ControlState {
+    budget: Option<Option<u64>>,
+    ping: Option<String>,
+    probe: Option<String>,
+}
+
+impl ControlState {
+    /// `raw` is the key's value, `None` if it does not exist. Returns an event
+    /// only when the parsed value differs from the last one seen.
+    pub fn update(
+        &mut self,
+        key: &str,
+        raw: Option<&[u8]>,
+    ) -> Result<Option<ControlEvent>, ParseError> {
+        match key {
+            CTL_BUDGET => {
+                let b = match raw {
+                    None => None,
+                    Some(v) => parse_budget_kbps(v)?,
+                };
+                if self.budget == Some(b) {
+                    return Ok(None);
+                }
+                self.budget = Some(b);
+                Ok(Some(ControlEvent::Budget(b)))
+            }
+            CTL_PING | CTL_PROBE => {
+                let Some(v) = raw else { return Ok(None) };
+                let t = parse_token(v)?;
+                let slot = if key == CTL_PING {
+                    &mut self.ping
+                } else {
+                    &mut self.probe
+                };
+                if slot.as_deref() == Some(t.as_str()) {
+                    return Ok(None);
+                }
+                *slot = Some(t.clone());
+                Ok(Some(if key == CTL_PING {
+                    ControlEvent::Ping(t)
+                } else {
+                    ControlEvent::Probe(t)
+                }))
+            }
+            _ => Err(ParseError::BadValue(format!(
+                "unknown control key {}",
+                printable_str(key, 32)
+            ))),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- array summary
+
+/// What the md model hands the publisher for one array.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArraySummary {
+    /// `md0`, `md127`, ...
+    pub name: String,
+    pub health: Health,
+    /// `raid1`, ...
+    pub level: String,
+    pub raid_disks: u32,
+    pub in_sync: u32,
+    /// (device, state) e.g. ("xvdb", "in_sync"), ("xvdc", "faulty").
+    pub members: Vec<(String, String)>,
+    /// (action, percent done) while a resync/recovery/check runs.
+    pub sync: Option<(String, f32)>,
+    pub flapping: bool,
+    pub stalled: bool,
+}
+
+/// The JSON stored in `data/mdguard/arrays/<mdX>`; also what dom0 parses back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArrayJson {
+    pub health: Health,
+    pub level: String,
+    pub disks: u32,
+    pub in_sync: u32,
+    #[serde(default)]
+    pub members: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<(String, f32)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub more_members: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn clip(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+impl ArrayJson {
+    pub fn from_summary(a: &ArraySummary) -> ArrayJson {
+        let mut flags = Vec::new();
+        if a.flapping {
+            flags.push("flapping".to_string());
+        }
+        if a.stalled {
+            flags.push("stalled".to_string());
+        }
+        ArrayJson {
+            health: a.health,
+            level: clip(&a.level, 16),
+            disks: a.raid_disks,
+            in_sync: a.in_sync,
+            members: a
+                .members
+                .iter()
+                .map(|(d, s)| (clip(d, NAME_MAX), clip(s, 64)))
+                .collect(),
+            // One decimal: progress is stable text and compares cleanly.
+            sync: a.sync.as_ref().map(|(act, pct)| {
+                let p = if pct.is_finite() {
+                    pct.clamp(0.0, 100.0)
+                } else {
+                    0.0
+                };
+                (clip(act, 16), (p * 10.0).round() / 10.0)
+            }),
+            flags,
+            more_members: 0,
+        }
+    }
+
+    /// Compact JSON, cut (members dropped from the end) to stay < 1 KiB.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut j = self.clone();
+        loop {
+            let v = serde_json::to_vec(&j).expect("plain data serializes");
+            if v.len() <= ARRAY_JSON_MAX || j.members.is_empty() {
+                return v;
+            }
+            j.members.pop();
+            j.more_members += 1;
+        }
+    }
+
+    /// Strict-enough parse of untrusted JSON from a guest.
+    pub fn parse(v: &[u8]) -> Result<ArrayJson, ParseError> {
+        bounded(v, VALUE_MAX)?;
+        serde_json::from_slice(v).map_err(|e| ParseError::BadJson(e.to_string()))
+    }
+
+    /// The same JSON without progress, to tell "only progress moved".
+    fn without_progress(&self) -> ArrayJson {
+        let mut j = self.clone();
+        if let Some((_, p)) = j.sync.as_mut() {
+            *p = 0.0;
+        }
+        j
+    }
+}
+
+// ---------------------------------------------------------------- publisher
+
+/// One xenstore operation the publisher wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Write { path: String, value: Vec<u8> },
+    Rm { path: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    /// Where to publish: `data/mdguard` (relative to the guest's home).
+    pub base: String,
+    /// Minimum seconds between two writes that only move resync progress.
+    pub progress_interval: u64,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            base: DATA_DIR.to_string(),
+            progress_interval: 60,
+        }
+    }
+}
+
+/// What to write now, and when to ask again for held-back progress.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub ops: Vec<Op>,
+    /// Unix time at which a held-back progress update becomes due.
+    pub next_due: Option<u64>,
+}
+
+/// Remembers what it wrote; decides what to write. Pure: no I/O except in
+/// [`Publisher::publish`], which runs a plan through a [`Client`].
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    cfg: PublishConfig,
+    written: BTreeMap<String, Vec<u8>>,
+    /// Unix time each array key was last written.
+    written_at: BTreeMap<String, u64>,
+    version_written: bool,
+}
+
+impl Publisher {
+    pub fn new(cfg: PublishConfig) -> Publisher {
+        Publisher {
+            cfg,
+            written: BTreeMap::new(),
+            written_at: BTreeMap::new(),
+            version_written: false,
+        }
+    }
+
+    fn key(&self, rel: &str) -> String {
+        format!("{}/{}", self.cfg.base, rel)
+    }
+
+    /// Forget everything written (xenstored restarted): the next plan
+    /// writes it all again.
+    pub fn reset(&mut self) {
+        self.written.clear();
+        self.written_at.clear();
+        self.version_written = false;
+    }
+
+    /// What must be written for `arrays` at `now`. Arrays with invalid names
+    /// are skipped (they cannot form a key).
+    pub fn plan(&self, arrays: &[ArraySummary], now: u64) -> Plan {
+        let mut plan = Plan::default();
+        let mut changed = false;
+        if !self.version_written {
+            plan.ops.push(Op::Write {
+                path: self.key(KEY_VERSION),
+                value: SCHEMA_VERSION.to_string().into_bytes(),
+            });
+        }
+        let mut present = Vec::new();
+        for a in arrays.iter().filter(|a| valid_name(&a.name)) {
+            let key = self.key(&format!("{KEY_ARRAYS}/{}", a.name));
+            present.push(key.clone());
+            let j = ArrayJson::from_summary(a);
+            let bytes = j.to_bytes();
+            let Some(old) = self.written.get(&key) else {
+                plan.ops.push(Op::Write {
+                    path: key,
+                    value: bytes,
+                });
+                changed = true;
+                continue;
+            };
+            if *old == bytes {
+                continue;
+            }
+            let only_progress = ArrayJson::parse(old)
+                .map(|o| o.without_progress() == j.without_progress())
+                .unwrap_or(false);
+            if only_progress {
+                let last = self.written_at.get(&key).copied().unwrap_or(0);
+                let due = last.saturating_add(self.cfg.progress_interval);
+                if now < due {
+                    plan.next_due = Some(plan.next_due.map_or(due, |d: u64| d.min(due)));
+                    continue;
+                }
+            }
+            plan.ops.push(Op::Write {
+                path: key,
+                value: bytes,
+            });
+            changed = true;
+        }
+        let prefix = self.key(&format!("{KEY_ARRAYS}/"));
+        for k in self.written.keys().filter(|k| k.starts_with(&prefix)) {
+            if !present.contains(k) {
+                plan.ops.push(Op::Rm { path: k.clone() });
+                changed = true;
+            }
+        }
+        let health = arrays.iter().map(|a| a.health).max().unwrap_or(Health::Ok);
+        let hkey = self.key(KEY_HEALTH);
+        if self.written.get(&hkey).map(Vec::as_slice) != Some(health.as_str().as_bytes()) {
+            plan.ops.push(Op::Write {
+                path: hkey,
+                value: health.as_str().as_bytes().to_vec(),
+            });
+            changed = true;
+        }
+        if changed {
+            plan.ops.push(Op::Write {
+                path: self.key(KEY_UPDATED),
+                value: now.to_string().into_bytes(),
+            });
+        }
+        plan
+    }
+
+    /// Record that `ops` were carried out at `now`.
+    pub fn mark_written(&mut self, ops: &[Op], now: u64) {
+        for op in ops {
+            match op {
+                Op::Write { path, value } => {
+                    if *path == self.key(KEY_VERSION) {
+                        self.version_written = true;
+                    }
+                    self.written.insert(path.clone(), value.clone());
+                    self.written_at.insert(path.clone(), now);
+                }
+                Op::Rm { path } => {
+                    self.written.remove(path);
+                    self.written_at.remove(path);
+                }
+            }
+        }
+    }
+
+    /// The pong answer for a ping token.
+    pub fn pong_op(&self, token: &str) -> Op {
+        Op::Write {
+            path: self.key(KEY_PONG),
+            value: token.as_bytes().to_vec(),
+        }
+    }
+
+    /// Plan and carry out in one transaction (dom0 sees a consistent set).
+    /// Returns the plan (its `next_due` tells when to call again). On a
+    /// connection error nothing is recorded; after a reconnect call
+    /// [`Publisher::reset`] first.
+    pub fn publish(&mut self, c: &mut Client, arrays: &[ArraySummary], now: u64) -> XsResult<Plan> {
+        if !c.is_connected() {
+            c.reconnect()?;
+        }
+        if c.take_reconnected() {
+            self.reset();
+        }
+        let plan = self.plan(arrays, now);
+        if plan.ops.is_empty() {
+            return Ok(plan);
+        }
+        c.transaction(|t| apply(t, &plan.ops))?;
+        // A reconnect inside the transaction means the store may be fresh:
+        // write everything once more.
+        if c.take_reconnected() {
+            self.reset();
+            let plan = self.plan(arrays, now);
+            c.transaction(|t| apply(t, &plan.ops))?;
+            self.mark_written(&plan.ops, now);
+            return Ok(plan);
+        }
+        self.mark_written(&plan.ops, now);
+        Ok(plan)
+    }
+}
+
+fn apply(t: &mut Txn<'_>, ops: &[Op]) -> XsResult<()> {
+    for op in ops {
+        match op {
+            Op::Write { path, value } => t.write(path, value)?,
+            Op::Rm { path } => match t.rm(path) {
+                Err(e) if e.is_not_found() => {}
+                r => r?,
+            },
+        }
+    }
+    Ok(())
+}
+
+impl Default for Publisher {
+    fn default() -> Self {
+        Publisher::new(PublishConfig::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn array(name: &str, health: Health, sync: Option<f32>) -> ArraySummary {
+        ArraySummary {
+            name: name.into(),
+            health,
+            level: "raid1".into(),
+            raid_disks: 2,
+            in_sync: if health == Health::Ok { 2 } else { 1 },
+            members: vec![
+                ("xvdb".into(), "in_sync".into()),
+                (
+                    "xvdc".into(),
+                    if health == Health::Ok {
+                        "in_sync"
+                    } else {
+                        "spare"
+                    }
+                    .into(),
+                ),
+            ],
+            sync: sync.map(|p| ("recover".into(), p)),
+            flapping: false,
+            stalled: false,
+        }
+    }
+
+    fn paths(p: &Plan) -> Vec<&str> {
+        p.ops
+            .iter()
+            .map(|o| match o {
+                Op::Write { path, .. } | Op::Rm { path } => path.as_str(),
+            })
+            .collect()
+    }
+
+    fn value<'a>(p: &'a Plan, path: &str) -> Option<&'a [u8]> {
+        p.ops.iter().find_map(|o| match o {
+            Op::Write { path: q, value } if q == path => Some(value.as_slice()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn first_plan_writes_everything_then_nothing() {
+        let mut p = Publisher::default();
+        let arrays = vec![array("md0", Health::Ok, None)];
+        let plan = p.plan(&arrays, 100);
+        assert_eq!(
+            paths(&plan),
+            vec![
+                "data/mdguard/version",
+                "data/mdguard/arrays/md0",
+                "data/mdguard/health",
+                "data/mdguard/updated"
+            ]
+        );
+        assert_eq!(value(&plan, "data/mdguard/health"), Some(&b"ok"[..]));
+        assert_eq!(value(&plan, "data/mdguard/updated"), Some(&b"100"[..]));
+        p.mark_written(&plan.ops, 100);
+        let again = p.plan(&arrays, 5000);
+        assert!(again.ops.is_empty(), "{again:?}");
+        assert_eq!(again.next_due, None);
+    }
+
+    #[test]
+    fn health_is_the_worst_array() {
+        let p = Publisher::default();
+        let plan = p.plan(
+            &[
+                array("md0", Health::Ok, None),
+                array("md1", Health::Degraded, None),
+                array("md2", Health::Recovering, Some(1.0)),
+            ],
+            1,
+        );
+        assert_eq!(value(&plan, "data/mdguard/health"), Some(&b"degraded"[..]));
+        assert_eq!(
+            value(&p.plan(&[], 1), "data/mdguard/health"),
+            Some(&b"ok"[..])
+        );
+    }
+
+    #[test]
+    fn progress_is_rate_limited_but_state_changes_are_not() {
+        let mut p = Publisher::new(PublishConfig {
+            progress_interval: 60,
+            ..Default::default()
+        });
+        let plan = p.plan(&[array("md0", Health::Recovering, Some(10.0))], 1000);
+        p.mark_written(&plan.ops, 1000);
+        // Progress moves 10 s later: held back, due at 1060.
+        let plan = p.plan(&[array("md0", Health::Recovering, Some(20.0))], 1010);
+        assert!(plan.ops.is_empty(), "{plan:?}");
+        assert_eq!(plan.next_due, Some(1060));
+        // At 1060 it is written, with `updated`.
+        let plan = p.plan(&[array("md0", Health::Recovering, Some(30.0))], 1060);
+        assert_eq!(
+            paths(&plan),
+            vec!["data/mdguard/arrays/md0", "data/mdguard/updated"]
+        );
+        p.mark_written(&plan.ops, 1060);
+        // Finishing (health change) is written at once, with health.
+        let plan = p.plan(&[array("md0", Health::Ok, None)], 1061);
+        assert_eq!(
+            paths(&plan),
+            vec![
+                "data/mdguard/arrays/md0",
+                "data/mdguard/health",
+                "data/mdguard/updated"
+            ]
+        );
+        // A member state change without a health change is written at once too.
+        p.mark_written(&plan.ops, 1061);
+        let mut a = array("md0", Health::Ok, None);
+        a.members[1].1 = "in_sync,write_mostly".into();
+        assert_eq!(paths(&p.plan(&[a], 1062)).len(), 2);
+    }
+
+    #[test]
+    fn vanished_arrays_are_removed_and_reset_republishes() {
+        let mut p = Publisher::default();
+        let plan = p.plan(
+            &[
+                array("md0", Health::Ok, None),
+                array("md1", Health::Ok, None),
+            ],
+            1,
+        );
+        p.mark_written(&plan.ops, 1);
+        let plan = p.plan(&[array("md0", Health::Ok, None)], 2);
+        assert_eq!(
+            plan.ops[0],
+            Op::Rm {
+                path: "data/mdguard/arrays/md1".into()
+            }
+        );
+        p.mark_written(&plan.ops, 2);
+        p.reset();
+        let plan = p.plan(&[array("md0", Health::Ok, None)], 3);
+        assert_eq!(plan.ops.len(), 4, "{plan:?}");
+    }
+
+    #[test]
+    fn bad_array_names_are_not_published() {
+        let p = Publisher::default();
+        for bad in ["", "..", "md0/../x", "md 0", &"m".repeat(40)] {
+            let plan = p.plan(&[array(bad, Health::Failed, None)], 1);
+            assert!(
+                !paths(&plan).iter().any(|k| k.contains("arrays/")),
+                "{bad:?} -> {plan:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn array_json_is_compact_and_bounded() {
+        let j = ArrayJson::from_summary(&array("md0", Health::Recovering, Some(42.46)));
+        let s = String::from_utf8(j.to_bytes()).unwrap();
+        assert_eq!(
+            s,
+            r#"{"health":"recovering","level":"raid1","disks":2,"in_sync":1,"members":[["xvdb","in_sync"],["xvdc","spare"]],"sync":["recover",42.5]}"#
+        );
+        let mut big = array("md9", Health::Degraded, None);
+        big.members = (0..100)
+            .map(|i| (format!("xvd{i:028}"), "in_sync,write_mostly".into()))
+            .collect();
+        big.flapping = true;
+        let b = ArrayJson::from_summary(&big).to_bytes();
+        assert!(b.len() <= ARRAY_JSON_MAX, "{}", b.len());
+        let back = ArrayJson::parse(&b).unwrap();
+        assert_eq!(back.members.len() as u32 + back.more_members, 100);
+        assert_eq!(back.flags, vec!["flapping"]);
+        // NaN / out of range progress cannot poison the JSON.
+        let j = ArrayJson::from_summary(&array("md0", Health::Recovering, Some(f32::NAN)));
+        assert_eq!(j.sync.unwrap().1, 0.0);
+    }
+
+    #[test]
+    fn strict_value_parsers() {
+        assert_eq!(parse_budget_kbps(b"5000"), Ok(Some(5000)));
+        assert_eq!(parse_budget_kbps(b""), Ok(None));
+        assert_eq!(parse_budget_kbps(b"0"), Ok(None));
+        for bad in [
+            &b"-1"[..],
+            b"+5",
+            b" 5",
+            b"5\n",
+            b"05",
+            b"1e3",
+            b"0x10",
+            b"99999999999999999999999",
+        ] {
+            assert!(parse_budget_kbps(bad).is_err(), "{bad:?}");
+        }
+        assert!(matches!(
+            parse_budget_kbps(b"100000001"),
+            Err(ParseError::OutOfRange { .. })
+        ));
+        assert_eq!(parse_token(b"abc-1.2:3_x").unwrap(), "abc-1.2:3_x");
+        for bad in [&b""[..], b"a b", b"a/b", b"\xff", &[b'a'; 65]] {
+            assert!(parse_token(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(Health::parse(b"degraded"), Ok(Health::Degraded));
+        assert!(Health::parse(b"OK").is_err());
+        assert!(Health::parse(b"ok\n").is_err());
+        assert_eq!(parse_u64(b"0"), Ok(0));
+        assert_eq!(parse_u64(b"18446744073709551615"), Ok(u64::MAX));
+        assert!(parse_u64(b"18446744073709551616").is_err());
+    }
+
+    #[test]
+    fn control_state_reports_changes_only() {
+        let mut s = ControlState::default();
+        assert_eq!(
+            s.update(CTL_PING, Some(b"t1")),
+            Ok(Some(ControlEvent::Ping("t1".into())))
+        );
+        assert_eq!(
+            s.update(CTL_PING, Some(b"t1")),
+            Ok(None),
+            "spurious watch fire"
+        );
+        assert_eq!(
+            s.update(CTL_PING, Some(b"t2")),
+            Ok(Some(ControlEvent::Ping("t2".into())))
+        );
+        assert_eq!(s.update(CTL_PING, None), Ok(None));
+        assert_eq!(
+            s.update(CTL_BUDGET, None),
+            Ok(Some(ControlEvent::Budget(None)))
+        );
+        assert_eq!(s.update(CTL_BUDGET, None), Ok(None));
+        assert_eq!(
+            s.update(CTL_BUDGET, Some(b"800")),
+            Ok(Some(ControlEvent::Budget(Some(800))))
+        );
+        assert!(s.update(CTL_BUDGET, Some(b"lots")).is_err());
+        assert_eq!(
+            s.update(CTL_PROBE, Some(b"7")),
+            Ok(Some(ControlEvent::Probe("7".into())))
+        );
+        assert!(s.update("other", Some(b"1")).is_err());
+        assert_eq!(control_key("control/mdguard/ping"), Some(CTL_PING));
+        assert_eq!(
+            control_key("/local/domain/5/control/mdguard/budget_kbps"),
+            Some(CTL_BUDGET)
+        );
+        assert_eq!(control_key("control/mdguard"), None);
+        assert_eq!(control_key("control/mdguard/ping/x"), None);
+    }
+
+    #[test]
+    fn printable_escapes_terminal_controls() {
+        assert_eq!(printable(b"ok\x1b[2J", 32), "ok\\x1b[2J");
+        assert_eq!(printable(b"abcdef", 3), "abc...");
+        assert_eq!(printable_str("a\u{1b}b", 8), "a\\u{1b}b");
+    }
+}

@@ -1,0 +1,464 @@
+//! The agent on a real kernel: `mdguard run` inside the VM guest heals md RAID1
+//! arrays whose NBD legs' storage servers die and come back. Each scenario ends
+//! with the array `[UU]`, the data written during the outage intact, and a
+//! `check` finding no mismatch.
+
+mod harness;
+
+use harness::{Lab, LabConfig, Layout, IGNORE_MSG};
+use std::time::{Duration, Instant};
+
+const HEAL_WAIT: Duration = Duration::from_secs(240);
+
+/// Write the guest's config and start the agent in the background.
+/// `throttle`: extra keys of the [throttle] table; `extra`: further tables.
+fn start_agent(lab: &mut Lab, throttle: &str, extra: &str) {
+    let mut cfg = format!(
+        "[throttle]\njitter_s = 0\n{throttle}[probe]\ninitial_interval_s = 1\nmax_interval_s = 4\ntimeout_ms = 3000\n",
+    );
+    cfg.push_str(extra);
+    for (i, leg) in lab.legs.iter().enumerate() {
+        let t = lab
+            .cfg
+            .nbd_timeout
+            .map(|t| format!(" -t {t}"))
+            .unwrap_or_default();
+        // without udev nobody rescans a reconnected disk's partitions: ask
+        let rescan = if lab.cfg.layout == Layout::Seed {
+            format!(" && blockdev --rereadpt /dev/{}", leg.nbd)
+        } else {
+            String::new()
+        };
+        cfg.push_str(&format!(
+            "[[reconnect]]\ndevice = \"{}\"\ncommand = [\"sh\", \"-c\", \"nbd-client -d /dev/{0} >/dev/null 2>&1; nbd-client 10.0.2.2 {} /dev/{0} -N leg{t}{rescan}\"]\ntimeout_s = 20\n",
+            leg.nbd,
+            leg.server.port()
+        ));
+        let _ = i;
+    }
+    lab.vm.sh(&format!(
+        "mkdir -p /etc/mdguard && cat > /etc/mdguard/mdguard.toml <<'EOF'\n{cfg}EOF"
+    ));
+    lab.vm
+        .sh("MDGUARD_LOG_TIMESTAMPS=1 setsid mdguard run --foreground \
+         </dev/null >/tmp/mdguard.log 2>&1 & echo $! > /tmp/mdguard.pid");
+    lab.vm
+        .wait_for("mdguard started", Duration::from_secs(20), |vm| {
+            vm.sh("cat /tmp/mdguard.log")
+                .contains("watching md arrays")
+                .then_some(())
+        });
+}
+
+fn agent_log(lab: &mut Lab) -> String {
+    lab.vm.sh("cat /tmp/mdguard.log")
+}
+
+/// `[12.345] mdguard: ...` lines containing `needle`: their timestamps.
+fn log_times(log: &str, needle: &str) -> Vec<f64> {
+    log.lines()
+        .filter(|l| l.contains(needle))
+        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+        .collect()
+}
+
+/// Write `mib` MiB of random data at `seek_mib` into the array; its sha256.
+fn write_data(lab: &mut Lab, md: &str, seek_mib: u32, mib: u32) -> String {
+    lab.vm.sh(&format!(
+        "dd if=/dev/urandom of=/tmp/data.{md} bs=1M count={mib} 2>/dev/null && \
+         dd if=/tmp/data.{md} of=/dev/{md} bs=1M seek={seek_mib} oflag=direct conv=notrunc,fsync 2>/dev/null; \
+         sha256sum < /tmp/data.{md} | cut -d' ' -f1"
+    ))
+    .trim()
+    .to_string()
+}
+
+fn read_sha(lab: &mut Lab, md: &str, skip_mib: u32, mib: u32) -> String {
+    lab.vm
+        .sh(&format!(
+            "dd if=/dev/{md} bs=1M skip={skip_mib} count={mib} iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1"
+        ))
+        .trim()
+        .to_string()
+}
+
+/// Run a `check` and return mismatch_cnt.
+fn check_mismatches(lab: &mut Lab, md: &str) -> u64 {
+    lab.vm
+        .sh(&format!("echo check > /sys/block/{md}/md/sync_action"));
+    lab.wait_snapshot(&format!("{md} check done"), HEAL_WAIT, |s| {
+        s.get(md, "sync_action") == Some("idle")
+    });
+    lab.vm
+        .sh(&format!("cat /sys/block/{md}/md/mismatch_cnt"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Sectors written to a leg's block device so far (field 7 of /sys/block/X/stat).
+fn sectors_written(lab: &mut Lab, dev: &str) -> u64 {
+    lab.vm
+        .sh(&format!("cat /sys/block/{dev}/stat"))
+        .split_whitespace()
+        .nth(6)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Scenario 1: a storage server killed during writes, restarted: the leg is
+/// re-added without any human step, and the resync uses the bitmap.
+#[test]
+#[ignore = "VM test: run tests/vm/provision.sh first (scripts/test-all.sh does)"]
+fn killed_server_comes_back_and_is_readded() {
+    let _ = IGNORE_MSG;
+    let t0 = Instant::now();
+    let mut lab = Lab::start(
+        "heal-kill",
+        LabConfig {
+            layout: Layout::Mirror,
+            nbd_timeout: Some(5),
+            throttle_kbps: None,
+            leg_mib: 64,
+            bitmap_chunk_kib: Some(1024),
+            ..LabConfig::default()
+        },
+    );
+    lab.wait_clean("md0", HEAL_WAIT);
+    start_agent(&mut lab, "", "");
+
+    lab.legs[1].server.kill();
+    let sha = write_data(&mut lab, "md0", 8, 4);
+    lab.wait_snapshot("md0 degraded", Duration::from_secs(60), |s| {
+        s.get("md0", "degraded") == Some("1")
+    });
+    let written_before = sectors_written(&mut lab, "nbd1");
+    lab.legs[1].server.restart();
+    let back_at = lab.vm.uptime();
+    lab.wait_snapshot("md0 healed by mdguard", HEAL_WAIT, |s| {
+        s.get("md0", "degraded") == Some("0") && s.get("md0", "sync_action") == Some("idle")
+    });
+    let log = agent_log(&mut lab);
+    let readd = log_times(&log, "re-added nbd1");
+    assert!(!readd.is_empty(), "mdguard never re-added nbd1:\n{log}");
+    let copied_kib = sectors_written(&mut lab, "nbd1").saturating_sub(written_before) / 2;
+    assert_eq!(
+        read_sha(&mut lab, "md0", 8, 4),
+        sha,
+        "data written during the outage"
+    );
+    assert_eq!(
+        check_mismatches(&mut lab, "md0"),
+        0,
+        "legs differ after heal"
+    );
+    // the bitmap limited the copy: far less than the 64 MiB leg
+    assert!(
+        copied_kib < 32 * 1024,
+        "resync copied {copied_kib} KiB: the bitmap was not used?\n{log}"
+    );
+    let readd_at = readd.last().copied().unwrap();
+    eprintln!(
+        "figure: server back -> re-add issued {:.1} s; resync copied {} KiB; scenario {:.1} s (boot {:.1} s)",
+        readd_at - back_at,
+        copied_kib,
+        t0.elapsed().as_secs_f64(),
+        lab.vm.boot_time.as_secs_f64()
+    );
+    eprintln!("mdguard log:\n{log}");
+}
+
+fn lab(name: &str, layout: Layout, nbd_timeout: Option<u32>, leg_mib: u64) -> Lab {
+    let mut lab = Lab::start(
+        name,
+        LabConfig {
+            layout,
+            nbd_timeout,
+            throttle_kbps: None,
+            leg_mib,
+            bitmap_chunk_kib: Some(1024),
+            ..LabConfig::default()
+        },
+    );
+    let names: Vec<String> = lab.arrays.iter().map(|a| a.name.clone()).collect();
+    for md in names {
+        lab.wait_clean(&md, HEAL_WAIT);
+    }
+    lab
+}
+
+fn wait_healed(lab: &mut Lab, md: &str) {
+    let md2 = md.to_string();
+    lab.wait_snapshot(&format!("{md} healed"), HEAL_WAIT, move |s| {
+        s.get(&md2, "degraded") == Some("0") && s.get(&md2, "sync_action") == Some("idle")
+    });
+}
+
+fn kill_and_write(lab: &mut Lab, md: &str, seek_mib: u32, mib: u32) -> String {
+    lab.legs[1].server.kill();
+    let sha = write_data(lab, md, seek_mib, mib);
+    let md2 = md.to_string();
+    lab.wait_snapshot(
+        &format!("{md} degraded"),
+        Duration::from_secs(60),
+        move |s| s.get(&md2, "degraded") == Some("1"),
+    );
+    sha
+}
+
+fn finish(lab: &mut Lab, t0: Instant, name: &str) {
+    let log = agent_log(lab);
+    eprintln!(
+        "scenario {name}: {:.1} s (boot {:.1} s)\nmdguard log:\n{log}",
+        t0.elapsed().as_secs_f64(),
+        lab.vm.boot_time.as_secs_f64()
+    );
+}
+
+/// Scenario 2a: a frozen server and no transport timeout: md has no I/O timeout,
+/// so writes hang; mdguard reports the stall, and once the server resumes the
+/// array is whole with nothing to heal.
+#[test]
+#[ignore = "VM test: run tests/vm/provision.sh first (scripts/test-all.sh does)"]
+fn frozen_server_without_timeout_is_reported_stalled() {
+    let t0 = Instant::now();
+    let mut lab = lab("heal-freeze", Layout::Mirror, None, 32);
+    start_agent(&mut lab, "", "[heal]\nstall_timeout_s = 3\n");
+    lab.vm
+        .sh("dd if=/dev/urandom of=/tmp/data bs=1M count=2 2>/dev/null");
+    lab.legs[1].server.freeze();
+    lab.vm.sh(
+        "(dd if=/tmp/data of=/dev/md0 bs=1M seek=4 oflag=direct conv=notrunc,fsync; touch /tmp/dd.done) \
+         >/dev/null 2>&1 &",
+    );
+    lab.vm
+        .wait_for("mdguard reports the stall", HEAL_WAIT, |vm| {
+            vm.sh("cat /tmp/mdguard.log")
+                .contains("writes stalled")
+                .then_some(())
+        });
+    assert_eq!(
+        lab.vm
+            .run("[ -e /tmp/dd.done ]", Duration::from_secs(10))
+            .status,
+        1,
+        "the write hangs"
+    );
+    lab.legs[1].server.resume();
+    lab.vm.wait_for("the write completes", HEAL_WAIT, |vm| {
+        (vm.run("[ -e /tmp/dd.done ]", Duration::from_secs(10))
+            .status
+            == 0)
+            .then_some(())
+    });
+    wait_healed(&mut lab, "md0");
+    lab.vm
+        .wait_for("mdguard sees writes flow", Duration::from_secs(30), |vm| {
+            vm.sh("cat /tmp/mdguard.log")
+                .contains("writes flow again")
+                .then_some(())
+        });
+    let sha = lab
+        .vm
+        .sh("sha256sum < /tmp/data | cut -d' ' -f1")
+        .trim()
+        .to_string();
+    assert_eq!(read_sha(&mut lab, "md0", 4, 2), sha);
+    assert_eq!(check_mismatches(&mut lab, "md0"), 0);
+    finish(&mut lab, t0, "frozen, no timeout");
+}
+
+/// Scenario 2b: frozen server with `nbd-client -t 5`: the leg fails on the
+/// timeout, and is reconnected and re-added once the server resumes.
+#[test]
+#[ignore = "VM test: run tests/vm/provision.sh first (scripts/test-all.sh does)"]
+fn frozen_server_with_timeout_fails_the_leg_then_heals() {
+    let t0 = Instant::now();
+    let mut lab = lab("heal-freeze-t", Layout::Mirror, Some(5), 32);
+    start_agent(&mut lab, "", "");
+    lab.legs[1].server.freeze();
+    let sha = write_data(&mut lab, "md0", 4, 2);
+    lab.wait_snapshot(
+        "md0 degraded by the nbd timeout",
+        Duration::from_secs(60),
+        |s| s.get("md0", "degraded") == Some("1"),
+    );
+    lab.legs[1].server.resume();
+    let back = lab.vm.uptime();
+    wait_healed(&mut lab, "md0");
+    let log = agent_log(&mut lab);
+    let readd = log_times(&log, "re-added nbd1");
+    assert!(!readd.is_empty(), "{log}");
+    assert_eq!(read_sha(&mut lab, "md0", 4, 2), sha);
+    assert_eq!(check_mismatches(&mut lab, "md0"), 0);
+    eprintln!(
+        "figure: frozen+timeout: server resumed -> re-add {:.1} s",
+        readd.last().unwrap() - back
+    );
+    finish(&mut lab, t0, "frozen with -t");
+}
+
+/// Scenario 3: the seed layout (md0 = p1+p1, md1 = p2+p2 over the same two legs):
+/// only md0 is written, so only md0 notices the dead leg; md1's part of the disk
+/// is failed so the disk can be reconnected, and both arrays heal.
+#[test]
+#[ignore = "VM test: run tests/vm/provision.sh first (scripts/test-all.sh does)"]
+fn seed_layout_both_arrays_heal() {
+    let t0 = Instant::now();
+    let mut lab = lab("heal-seed", Layout::Seed, Some(5), 48);
+    start_agent(&mut lab, "", "");
+    let sha = kill_and_write(&mut lab, "md0", 2, 2);
+    lab.legs[1].server.restart();
+    wait_healed(&mut lab, "md0");
+    wait_healed(&mut lab, "md1");
+    let log = agent_log(&mut lab);
+    assert!(log.contains("re-added nbd1p1"), "{log}");
+    assert!(log.contains("re-added nbd1p2"), "{log}");
+    assert!(log.contains("failing nbd1p2"), "{log}");
+    assert_eq!(read_sha(&mut lab, "md0", 2, 2), sha);
+    assert_eq!(check_mismatches(&mut lab, "md0"), 0);
+    assert_eq!(check_mismatches(&mut lab, "md1"), 0);
+    finish(&mut lab, t0, "seed layout");
+}
+
+/// Scenario 4: a flapping server, killed and restarted again and again: backoff
+/// holds (no re-add storm), then mdguard stops re-adding and says `flapping`;
+/// a probe request (SIGUSR1 locally, dom0's hint in Xen) heals it at the end.
+#[test]
+#[ignore = "VM test: run tests/vm/provision.sh first (scripts/test-all.sh does)"]
+fn flapping_server_backs_off_then_heals_on_request() {
+    let t0 = Instant::now();
+    let mut lab = lab("heal-flap", Layout::Mirror, Some(5), 32);
+    start_agent(
+        &mut lab,
+        "",
+        "[heal]\nflap_window_s = 120\nflap_backoff_s = 2\nflap_limit = 3\n",
+    );
+    let mut kills = 0;
+    for round in 0..5 {
+        kill_and_write(&mut lab, "md0", 4 + round, 1);
+        kills += 1;
+        lab.legs[1].server.restart();
+        let before = log_times(&agent_log(&mut lab), "re-added nbd1").len();
+        let readded = harness::wait_until(Duration::from_secs(30), || {
+            log_times(&lab.vm.sh("cat /tmp/mdguard.log"), "re-added nbd1").len() > before
+        });
+        if !readded {
+            break;
+        }
+        wait_healed(&mut lab, "md0");
+    }
+    let log = agent_log(&mut lab);
+    assert!(log.contains("is flapping"), "{log}");
+    let readds = log_times(&log, "re-added nbd1");
+    assert!(
+        readds.len() < kills,
+        "{} re-adds for {kills} kills:\n{log}",
+        readds.len()
+    );
+    // the waits between re-adds grew
+    let gaps: Vec<f64> = readds.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!("figure: re-add times {readds:?}, gaps {gaps:?}");
+    // nothing more happens by itself
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        log_times(&agent_log(&mut lab), "re-added nbd1").len(),
+        readds.len()
+    );
+    lab.vm.sh("kill -USR1 $(cat /tmp/mdguard.pid)");
+    wait_healed(&mut lab, "md0");
+    assert_eq!(check_mismatches(&mut lab, "md0"), 0);
+    finish(&mut lab, t0, "flapping");
+}
+
+/// Scenario 5: while md0 is degraded, a disk carrying another array's superblock
+/// and a stale copy of md0's surviving leg appear: neither is touched.
+#[test]
+#[ignore = "VM test: run tests/vm/provision.sh first (scripts/test-all.sh does)"]
+fn foreign_and_stale_disks_are_never_touched() {
+    let t0 = Instant::now();
+    let mut lab = lab("heal-foreign", Layout::Mirror, Some(5), 32);
+    // a foreign array's leg, made while no agent runs
+    lab.vm.sh(
+        "dd if=/dev/zero of=/tmp/f0 bs=1M count=16 2>/dev/null && dd if=/dev/zero of=/tmp/f1 bs=1M count=16 2>/dev/null && \
+         losetup /dev/loop0 /tmp/f0 && losetup /dev/loop1 /tmp/f1 && \
+         mdadm --create /dev/md9 --run --level=1 --raid-devices=2 --metadata=1.2 --assume-clean /dev/loop0 /dev/loop1 >/dev/null 2>&1 && \
+         mdadm --stop /dev/md9 >/dev/null 2>&1 && losetup -d /dev/loop0 && losetup -d /dev/loop1",
+    );
+    start_agent(&mut lab, "", "");
+    kill_and_write(&mut lab, "md0", 4, 1);
+    // a stale copy of the surviving leg (role 0 of md0)
+    lab.vm.sh("dd if=/dev/nbd0 of=/tmp/stale bs=1M 2>/dev/null");
+    lab.vm
+        .sh("losetup /dev/loop2 /tmp/f0 && losetup /dev/loop3 /tmp/stale");
+    lab.vm
+        .wait_for("both disks judged", Duration::from_secs(60), |vm| {
+            let l = vm.sh("cat /tmp/mdguard.log");
+            (l.contains("loop2: carries md superblock") && l.contains("loop3: not added to md0"))
+                .then_some(())
+        });
+    std::thread::sleep(Duration::from_secs(3));
+    let s = lab.snapshot();
+    assert!(s.member("md0", "loop2").is_none() && s.member("md0", "loop3").is_none());
+    assert_eq!(s.get("md0", "degraded"), Some("1"));
+    let log = agent_log(&mut lab);
+    assert_eq!(
+        log.matches("loop2: carries md superblock").count(),
+        1,
+        "logged once:\n{log}"
+    );
+    assert!(
+        log.contains("slot 0 is held by another in-sync leg"),
+        "{log}"
+    );
+    finish(&mut lab, t0, "foreign disk");
+}
+
+/// Scenarios 6 and 7: the resync is throttled to the configured ceiling while it
+/// runs; mdguard killed with -9 mid-recovery and restarted does no harm, picks up
+/// where the kernel is, and still puts the original limits back at the end.
+#[test]
+#[ignore = "VM test: run tests/vm/provision.sh first (scripts/test-all.sh does)"]
+fn throttled_recovery_survives_kill_9_and_restores_limits() {
+    let t0 = Instant::now();
+    let mut lab = lab("heal-kill9", Layout::Mirror, Some(5), 32);
+    let before = lab
+        .vm
+        .sh("cat /sys/block/md0/md/sync_speed_max")
+        .trim()
+        .to_string();
+    assert_eq!(before, "200000 (system)");
+    start_agent(&mut lab, "max_kbps = 1000\n", "");
+    let sha = kill_and_write(&mut lab, "md0", 2, 8);
+    lab.legs[1].server.restart();
+    lab.wait_snapshot("recovering, throttled", HEAL_WAIT, |s| {
+        s.get("md0", "sync_action") == Some("recover")
+            && s.get("md0", "sync_speed_max") == Some("1000 (local)")
+    });
+    lab.vm.sh("kill -9 $(cat /tmp/mdguard.pid)");
+    let s = lab.snapshot();
+    assert_eq!(
+        s.get("md0", "sync_speed_max"),
+        Some("1000 (local)"),
+        "left throttled by the killed run"
+    );
+    lab.vm
+        .sh("MDGUARD_LOG_TIMESTAMPS=1 setsid mdguard run --foreground \
+         </dev/null >/tmp/mdguard2.log 2>&1 & echo $! > /tmp/mdguard.pid");
+    wait_healed(&mut lab, "md0");
+    lab.vm
+        .wait_for("limits restored", Duration::from_secs(30), |vm| {
+            (vm.sh("cat /sys/block/md0/md/sync_speed_max").trim() == "200000 (system)")
+                .then_some(())
+        });
+    let log2 = lab.vm.sh("cat /tmp/mdguard2.log");
+    assert!(log2.contains("previous mdguard changed"), "{log2}");
+    assert_eq!(
+        lab.vm.sh("cat /sys/block/md0/md/sync_speed_min").trim(),
+        "1000 (system)"
+    );
+    assert_eq!(read_sha(&mut lab, "md0", 2, 8), sha);
+    assert_eq!(check_mismatches(&mut lab, "md0"), 0);
+    eprintln!("second run:\n{log2}");
+    finish(&mut lab, t0, "kill -9 + throttle");
+}
