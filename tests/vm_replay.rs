@@ -2,10 +2,11 @@
 //! (tests/fixtures/mdstat/vm-*.txt with tests/fixtures/sysfs/vm-*.txt) as a
 //! `--root` tree, run the real `mdguard status --json` on the host over it,
 //! and check it agrees with the captured sysfs exactly as the VM tests do in
-//! the guest. No VM needed; runs with plain `cargo test`.
+//! the guest; `mdguard check` must exit with the worst array's code. No VM
+//! needed; runs with plain `cargo test`.
 mod harness;
 
-use harness::agree::compare;
+use harness::agree::{compare, expected_check_code};
 use harness::Snapshot;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -75,6 +76,19 @@ fn status_agrees_with_every_vm_capture() {
             .unwrap_or_else(|e| panic!("{stage}: not JSON ({e}): {out:?}"));
         if let Err(e) = compare(&json, &snap) {
             failures.push(format!("{stage}:\n{e}"));
+        }
+        let check = Command::new(env!("CARGO_BIN_EXE_mdguard"))
+            .args(["check", "--root"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let want = expected_check_code(&snap);
+        if check.status.code() != Some(want) {
+            failures.push(format!(
+                "{stage}: mdguard check exited {:?}, expected {want}: {}",
+                check.status.code(),
+                String::from_utf8_lossy(&check.stdout).trim()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

@@ -52,6 +52,20 @@ pub fn expected_health(s: &Snapshot, md: &str) -> &'static str {
     "ok"
 }
 
+/// `mdguard check`'s exit code for this sysfs state: the worst array's
+/// (README: 0 OK, 1 WARNING recovering, 2 CRITICAL degraded or failed).
+pub fn expected_check_code(s: &Snapshot) -> i32 {
+    s.arrays()
+        .iter()
+        .map(|md| match expected_health(s, md) {
+            "ok" => 0,
+            "recovering" => 1,
+            _ => 2,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Compare one status JSON document with one sysfs snapshot. Err lists
 /// every disagreement.
 pub fn compare(json: &Value, s: &Snapshot) -> Result<(), String> {
@@ -238,12 +252,15 @@ impl Lab {
     pub fn assert_status_agrees(&mut self, stage: &str) -> (Value, Snapshot) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let out = self
-                .vm
-                .sh("snap; echo '--- status'; mdguard status --json; echo \"--- rc $?\"; snap");
+            let out = self.vm.sh(
+                "snap; echo '--- status'; mdguard status --json; echo \"--- rc $?\"; \
+                 mdguard check; echo \"--- check $?\"; snap",
+            );
             let (before, rest) = out.split_once("--- status\n").expect("framing");
             let (json, rest) = rest.split_once("--- rc ").expect("framing");
-            let (rc, after) = rest.split_once('\n').expect("framing");
+            let (rc, rest) = rest.split_once('\n').expect("framing");
+            let (check_line, rest) = rest.split_once("--- check ").expect("framing");
+            let (check_rc, after) = rest.split_once('\n').expect("framing");
             assert_eq!(
                 rc.trim(),
                 "0",
@@ -254,14 +271,22 @@ impl Lab {
             });
             let (b, a) = (Snapshot::parse(before), Snapshot::parse(after));
             if stable_view(&b) == stable_view(&a) {
-                match compare(&value, &b) {
-                    Ok(()) => return (value, b),
-                    Err(e) => panic!(
+                if let Err(e) = compare(&value, &b) {
+                    panic!(
                         "{stage}: mdguard status --json disagrees with sysfs:\n{e}\n\
                          --- sysfs\n{}--- status\n{json}",
                         b.text
-                    ),
+                    );
                 }
+                // `mdguard check`: the exit code of the worst array's health
+                // (README: 0 OK, 1 WARNING recovering, 2 CRITICAL degraded/failed).
+                let worst = expected_check_code(&b);
+                assert_eq!(
+                    check_rc.trim(),
+                    worst.to_string(),
+                    "{stage}: mdguard check exit code; it printed: {check_line}"
+                );
+                return (value, b);
             }
             if Instant::now() > deadline {
                 panic!(
