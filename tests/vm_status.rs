@@ -18,6 +18,13 @@ fn member_state(s: &Snapshot, md: &str, dev: &str) -> String {
         .unwrap_or_else(|| "<not a member>".into())
 }
 
+/// The leg is faulty *and* md counts the slot as missing. The two are not
+/// updated together: `dev-X/state` can read `faulty` while `degraded` still
+/// reads 0 (seen after an nbd timeout), so a stage waits for both.
+fn leg_failed(s: &Snapshot, md: &str, dev: &str) -> bool {
+    has_state(s, md, dev, "faulty") && s.get(md, "degraded").is_some_and(|d| d != "0")
+}
+
 fn has_state(s: &Snapshot, md: &str, dev: &str, state: &str) -> bool {
     s.member(md, dev)
         .is_some_and(|m| m.states.iter().any(|x| x == state))
@@ -142,7 +149,7 @@ fn mirror_leg_lifecycle() {
     lab.vm
         .sh("dd if=/dev/urandom of=/dev/md0 bs=4k count=16 oflag=direct conv=notrunc 2>&1");
     let s = lab.wait_snapshot("nbd1 faulty after a write", Duration::from_secs(60), |s| {
-        has_state(s, md, "nbd1", "faulty")
+        leg_failed(s, md, "nbd1")
     });
     eprintln!(
         "fact: killed leg marked faulty {:.1} s after the first write ({:.1} s after the kill)",
@@ -208,7 +215,7 @@ fn mirror_leg_lifecycle() {
     let s = lab.wait_snapshot(
         "frozen leg failed by the nbd timeout",
         Duration::from_secs(90),
-        |s| has_state(s, md, "nbd1", "faulty"),
+        |s| leg_failed(s, md, "nbd1"),
     );
     eprintln!(
         "fact: frozen leg (nbd-client -t 10) marked faulty {:.1} s after SIGSTOP",
@@ -326,7 +333,7 @@ fn seed_layout_without_bitmap_or_timeout() {
          conv=notrunc 2>&1; done",
     );
     lab.wait_snapshot("both arrays degraded", Duration::from_secs(60), |s| {
-        has_state(s, "md0", "nbd1p1", "faulty") && has_state(s, "md1", "nbd1p2", "faulty")
+        leg_failed(s, "md0", "nbd1p1") && leg_failed(s, "md1", "nbd1p2")
     });
     let c = lab.capture("seed-degraded");
     assert!(c.mdstat.contains("nbd1p1[1](F)") && c.mdstat.contains("nbd1p2[1](F)"));
