@@ -105,13 +105,15 @@ impl Xenstored {
             .unwrap_or_else(|e| panic!("cannot run {XENSTORED}: {e}"));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !self.socket.exists() {
+        // the socket file appears at bind(), before listen(): a connect in
+        // between is refused, so wait until one goes through
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("xenstored exited ({st}) at start: {}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
-                "xenstored socket did not appear: {}",
+                "xenstored socket did not accept a connection: {}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(2));
