@@ -309,8 +309,12 @@ impl Lab {
     pub fn start(name: &str, cfg: LabConfig) -> Lab {
         let assets = assets();
         let started = Instant::now();
+        // The run id lets tests/vm/run.sh find leftovers of its own run only
+        // (other sessions on the machine may run VM tests at the same time).
+        let run_id = std::env::var("MDGUARD_VM_RUN_ID")
+            .unwrap_or_else(|_| format!("p{}", std::process::id()));
         let dir = tempfile::Builder::new()
-            .prefix(&format!("mdguard-vm-{name}-"))
+            .prefix(&format!("mdguard-vm-{run_id}-{name}-"))
             .tempdir()
             .expect("tempdir");
         let mut legs = Vec::new();

@@ -4,7 +4,9 @@
 //! forked) and `PR_SET_PDEATHSIG = SIGKILL` (so even a test binary killed
 //! with SIGKILL, whose destructors never run, takes its children along).
 //! [`Proc`]'s `Drop` SIGKILLs the group and reaps it: a panicking test
-//! leaves nothing running.
+//! leaves nothing running. (The death signal follows the *thread* that
+//! spawned the child: spawn from the test's own thread, not a helper thread
+//! that ends early.)
 
 use std::io;
 use std::os::unix::process::CommandExt;

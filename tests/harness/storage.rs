@@ -43,18 +43,34 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// Is something listening on 127.0.0.1:port? Read /proc/net/tcp rather than
-/// connecting: a probe connection would take one of the server's client slots.
-fn listening(port: u16) -> bool {
+/// Is process `pid` listening on 127.0.0.1:port? Read /proc rather than
+/// connecting (a probe connection would take one of the server's client
+/// slots), and match the socket's inode against the process's fds so another
+/// test's server that got the same port is not taken for ours.
+fn listening(pid: u32, port: u16) -> bool {
     let want = format!("0100007F:{port:04X}");
-    std::fs::read_to_string("/proc/net/tcp")
-        .map(|t| {
-            t.lines().skip(1).any(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                f.len() > 3 && f[1] == want && f[3] == "0A"
-            })
+    let Ok(tcp) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let inodes: Vec<String> = tcp
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 9 && f[1] == want && f[3] == "0A").then(|| format!("socket:[{}]", f[9]))
         })
-        .unwrap_or(false)
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .map(|l| inodes.iter().any(|i| l.as_os_str() == i.as_str()))
+            .unwrap_or(false)
+    })
 }
 
 impl StorageServer {
@@ -117,11 +133,11 @@ impl StorageServer {
         .stderr(log);
         let mut p = Proc::spawn(&format!("qemu-nbd {}", self.name), &mut cmd)
             .expect("qemu-nbd (run tests/vm/provision.sh)");
-        let port = self.port;
+        let (port, pid) = (self.port, p.pid());
         let up = wait_until(Duration::from_secs(10), || {
-            listening(port) || p.exited().is_some()
+            listening(pid, port) || p.exited().is_some()
         });
-        if up && p.exited().is_none() && listening(port) {
+        if up && p.exited().is_none() {
             self.starts += 1;
             self.proc = Some(p);
             true

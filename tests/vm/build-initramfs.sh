@@ -67,6 +67,6 @@ install -m 0755 "$here/guest/init" "$stage/init"
 install -m 0755 "$here/guest/ctl-loop" "$stage/bin/ctl-loop"
 install -m 0755 "$here/guest/snap" "$stage/bin/snap"
 
-(cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet --owner=0:0) > "$out.tmp"
-mv "$out.tmp" "$out"
+(cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet --owner=0:0) > "$out.tmp.$$"
+mv "$out.tmp.$$" "$out"   # atomic: a concurrent builder or a booting guest never sees half a file
 echo "build-initramfs: $out ($(du -h "$out" | cut -f1)), $(wc -l < "$stage/etc/modules.order") modules, kernel $kver" >&2

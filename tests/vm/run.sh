@@ -16,10 +16,14 @@ bash tests/vm/provision.sh
 cargo build --locked --bin mdguard
 bash tests/vm/build-initramfs.sh target/debug/mdguard
 threads=${MDGUARD_VM_THREADS:-2}
+# Every lab directory (and so every qemu command line) of this run carries it.
+export MDGUARD_VM_RUN_ID="r$$-$(date +%s)"
+
 status=0
 cargo test --locked --test vm_status --test vm_heal -- --include-ignored --test-threads="$threads" --show-output "$@" || status=$?
-# Nothing of ours may outlive the run (every lab's files are under mdguard-vm-*).
-if pgrep -af 'mdguard-vm-' | grep -E 'qemu-(system|nbd)'; then
+# Nothing of ours may outlive the run. (Other sessions' VM tests may be
+# running on this machine: look for this run's id only.)
+if pgrep -af "mdguard-vm-$MDGUARD_VM_RUN_ID-" | grep -E 'qemu-(system|nbd)'; then
     echo "vm: processes left running after the tests (above)" >&2
     status=1
 fi

@@ -1,0 +1,147 @@
+//! Fast tier: replay the real-kernel captures the VM tests saved
+//! (tests/fixtures/mdstat/vm-*.txt with tests/fixtures/sysfs/vm-*.txt) as a
+//! `--root` tree, run the real `mdguard status --json` on the host over it,
+//! and check it agrees with the captured sysfs exactly as the VM tests do in
+//! the guest. No VM needed; runs with plain `cargo test`.
+mod harness;
+
+use harness::agree::compare;
+use harness::Snapshot;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Every stage with both an mdstat and a sysfs capture.
+fn stages() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(fixtures().join("sysfs"))
+        .expect("tests/fixtures/sysfs")
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().into_string().ok()?;
+            let stage = n.strip_prefix("vm-")?.strip_suffix(".txt")?.to_string();
+            fixtures()
+                .join(format!("mdstat/vm-{stage}.txt"))
+                .is_file()
+                .then_some(stage)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Lay a capture out as DIR/proc/mdstat and DIR/sys/block/mdX/md/... files.
+fn build_root(stage: &str, dir: &Path) -> Snapshot {
+    let mdstat =
+        std::fs::read_to_string(fixtures().join(format!("mdstat/vm-{stage}.txt"))).unwrap();
+    let snap = Snapshot::parse(
+        &std::fs::read_to_string(fixtures().join(format!("sysfs/vm-{stage}.txt"))).unwrap(),
+    );
+    std::fs::create_dir_all(dir.join("proc")).unwrap();
+    std::fs::write(dir.join("proc/mdstat"), mdstat).unwrap();
+    for (key, value) in &snap.map {
+        // key = md0/array_state, md0/dev-nbd1/state, md0/bitmap/location
+        let (md, rest) = key.split_once('/').unwrap();
+        let path = dir.join("sys/block").join(md).join("md").join(rest);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, format!("{value}\n")).unwrap();
+    }
+    snap
+}
+
+#[test]
+fn status_agrees_with_every_vm_capture() {
+    let stages = stages();
+    assert!(
+        stages.len() >= 10,
+        "expected the VM captures in tests/fixtures (found {stages:?})"
+    );
+    let mut failures = Vec::new();
+    for stage in &stages {
+        let dir = tempfile::tempdir().unwrap();
+        let snap = build_root(stage, dir.path());
+        let out = Command::new(env!("CARGO_BIN_EXE_mdguard"))
+            .args(["status", "--json", "--root"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{stage}: mdguard status failed: {out:?}"
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{stage}: not JSON ({e}): {out:?}"));
+        if let Err(e) = compare(&json, &snap) {
+            failures.push(format!("{stage}:\n{e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The comparison itself must be able to fail: feed it a status document
+/// with one field changed at a time and expect each change to be named.
+#[test]
+fn comparison_catches_each_kind_of_disagreement() {
+    let stage = "degraded";
+    let dir = tempfile::tempdir().unwrap();
+    let snap = build_root(stage, dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_mdguard"))
+        .args(["status", "--json", "--root"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let good: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    compare(&good, &snap).expect("the unmodified document agrees");
+    type Edit = fn(&mut serde_json::Value);
+    let edits: &[(&str, Edit)] = &[
+        ("array_state", |j| {
+            j["arrays"][0]["array_state"] = "readonly".into()
+        }),
+        ("degraded", |j| j["arrays"][0]["degraded"] = 0.into()),
+        ("health", |j| j["arrays"][0]["health"] = "ok".into()),
+        ("raid_disks", |j| j["arrays"][0]["raid_disks"] = 3.into()),
+        ("level", |j| j["arrays"][0]["level"] = "raid5".into()),
+        ("slot", |j| {
+            for m in j["arrays"][0]["members"].as_array_mut().unwrap() {
+                m["slot"] = 7.into();
+            }
+        }),
+        ("faulty", |j| {
+            for m in j["arrays"][0]["members"].as_array_mut().unwrap() {
+                m["faulty"] = false.into();
+            }
+        }),
+        ("states", |j| {
+            for m in j["arrays"][0]["members"].as_array_mut().unwrap() {
+                m["states"] = serde_json::json!(["in_sync"]);
+            }
+        }),
+        ("members", |j| {
+            j["arrays"][0]["members"].as_array_mut().unwrap().pop();
+        }),
+        (
+            "sync",
+            |j| {
+                j["arrays"][0]["sync"] =
+                    serde_json::json!({"action": "recover", "state": "running"})
+            },
+        ),
+        ("bitmap", |j| {
+            j["arrays"][0]["bitmap"] = serde_json::Value::Null
+        }),
+        ("arrays", |j| j["arrays"].as_array_mut().unwrap().clear()),
+        ("problems", |j| {
+            j["problems"] = serde_json::json!(["/sys/x: odd"])
+        }),
+    ];
+    for (what, edit) in edits {
+        let mut j = good.clone();
+        edit(&mut j);
+        let err = compare(&j, &snap)
+            .err()
+            .unwrap_or_else(|| panic!("changing {what} went unnoticed"));
+        assert!(err.contains(what), "changing {what} reported as: {err}");
+    }
+}
