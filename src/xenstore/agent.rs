@@ -215,8 +215,7 @@ pub fn summary(a: &Array, engine: &Engine) -> ArraySummary {
     }
     ArraySummary {
         name: a.name.clone(),
-        health: schema::Health::parse(a.health.as_str().as_bytes())
-            .unwrap_or(schema::Health::Unknown),
+        health: a.health,
         level: a.level.clone().unwrap_or_default(),
         raid_disks: a.raid_disks.unwrap_or(0),
         in_sync: a.in_sync_count(),
