@@ -513,3 +513,76 @@ fn guest_sees_events_but_not_values_of_unreadable_nodes() {
         Some(&XsErrno::Access)
     );
 }
+
+/// The device transport (what a guest uses, `/dev/xen/xenbus`): a raw pty
+/// stands in for the character device, its master side relayed to the real
+/// xenstored's socket. Proves the `Endpoint::Device` path (File I/O + poll).
+#[test]
+#[ignore = "needs xenstored: run tests/xs/provision.sh (scripts/test-all.sh does)"]
+fn device_endpoint_through_a_raw_pty() {
+    use nix::fcntl::OFlag;
+    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+    use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+    use std::os::fd::OwnedFd;
+
+    let xs = Xenstored::start();
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let slave_path = ptsname_r(&master).unwrap();
+    // Raw mode, set through a slave fd kept open for the test's duration.
+    use std::os::unix::fs::OpenOptionsExt;
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NOCTTY)
+        .open(&slave_path)
+        .unwrap();
+    let mut t = tcgetattr(&slave).unwrap();
+    cfmakeraw(&mut t);
+    tcsetattr(&slave, SetArg::TCSANOW, &t).unwrap();
+    let m_in = std::fs::File::from(OwnedFd::from(master));
+    let m_out = m_in.try_clone().unwrap();
+    let sock = UnixStream::connect(&xs.socket).unwrap();
+    let sock_out = sock.try_clone().unwrap();
+    let relay = |mut from: Box<dyn Read + Send>, mut to: Box<dyn Write + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 || to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let _up = relay(Box::new(m_in), Box::new(sock_out));
+    let _down = relay(Box::new(sock), Box::new(m_out));
+
+    let mut c = Client::connect(Endpoint::Device(slave_path.clone().into())).unwrap();
+    c.set_timeout(Duration::from_secs(5));
+    c.write("/dev-path/k", b"via device").unwrap();
+    assert_eq!(xs.tool_ok("xenstore-read", &["/dev-path/k"]), "via device");
+    assert_eq!(c.read("/dev-path/k").unwrap(), b"via device");
+    c.watch("/dev-path", "d").unwrap();
+    assert_eq!(
+        c.wait_events(Duration::from_secs(5)).unwrap()[0].path,
+        "/dev-path"
+    );
+    xs.tool_ok("xenstore-write", &["/dev-path/k", "changed"]);
+    let ev = c.wait_events(Duration::from_secs(5)).unwrap();
+    assert_eq!(ev[0].path, "/dev-path/k");
+    let v = c
+        .transaction(|t| {
+            let v = t.read("/dev-path/k")?;
+            t.write("/dev-path/copy", &v)?;
+            Ok(v)
+        })
+        .unwrap();
+    assert_eq!(v, b"changed");
+    assert_eq!(xs.tool_ok("xenstore-read", &["/dev-path/copy"]), "changed");
+    // A 4 KiB value crosses the pty in pieces and still decodes.
+    c.write("/dev-path/big", &vec![b'z'; 4000]).unwrap();
+    assert_eq!(c.read("/dev-path/big").unwrap().len(), 4000);
+    drop(c);
+    drop(slave);
+}
