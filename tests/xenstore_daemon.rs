@@ -39,6 +39,30 @@ fn read_write_ls_rm_agree_with_standard_tools() {
         .collect();
     theirs.sort();
     assert_eq!(ours, theirs);
+    // Recursive listing agrees with xenstore-ls -f ("path = \"value\"").
+    c.write("/mdg/dir/leaf", b"x y").unwrap();
+    let ls = xs.tool_ok("xenstore-ls", &["-f", "/mdg"]);
+    let mut theirs: Vec<(String, String)> = ls
+        .lines()
+        .map(|l| {
+            let (p, v) = l.split_once(" = ").expect(l);
+            (p.to_string(), v.trim_matches('"').to_string())
+        })
+        .collect();
+    theirs.sort();
+    let mut ours = Vec::new();
+    let mut todo = vec!["/mdg".to_string()];
+    while let Some(dir) = todo.pop() {
+        for name in c.directory(&dir).unwrap() {
+            let path = format!("{dir}/{name}");
+            let v = c.read_string(&path).unwrap();
+            ours.push((path.clone(), v));
+            todo.push(path);
+        }
+    }
+    ours.sort();
+    assert_eq!(ours, theirs);
+    assert!(ours.contains(&("/mdg/dir/leaf".to_string(), "x y".to_string())));
     // Empty value and binary-ish bytes survive.
     c.write("/mdg/empty", b"").unwrap();
     assert_eq!(c.read("/mdg/empty").unwrap(), b"");

@@ -258,6 +258,35 @@ fn set_budget_creates_read_only_control_keys() {
 
 #[test]
 #[ignore = "needs xenstored: run tests/xs/provision.sh (scripts/test-all.sh does)"]
+fn probe_hint_reaches_the_guest_as_a_new_token_each_time() {
+    let mut xs = Xenstored::start();
+    let s5 = xs.add_guest(5, "web");
+    let mut g = guest(&s5);
+    let mut st = ControlState::default();
+    let mut probe = |g: &mut Client| {
+        let o = mdguard(&xs, &["probe", "--domain", "5"]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let raw = g.read("control/mdguard/probe").unwrap();
+        st.update("probe", Some(&raw)).unwrap()
+    };
+    let first = probe(&mut g);
+    assert!(matches!(first, Some(ControlEvent::Probe(_))), "{first:?}");
+    let second = probe(&mut g);
+    assert!(matches!(second, Some(ControlEvent::Probe(_))), "{second:?}");
+    assert_ne!(first, second, "each probe must carry a new token");
+    assert_eq!(
+        g.write("control/mdguard/probe", b"x").unwrap_err().errno(),
+        Some(&XsErrno::Access)
+    );
+}
+
+#[test]
+#[ignore = "needs xenstored: run tests/xs/provision.sh (scripts/test-all.sh does)"]
 fn ping_is_answered_by_a_guest_and_times_out_without_one() {
     let mut xs = Xenstored::start();
     let s5 = xs.add_guest(5, "web");
