@@ -23,14 +23,6 @@ fn stable_view(s: &Snapshot) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Problems mdguard reports on a real kernel that are known bugs in the
-/// reader, tolerated (and printed) until fixed in main. Keep this short.
-const KNOWN_PROBLEMS: &[&str] = &[
-    // The kernel prints `none` in md/sync_speed when no sync runs
-    // (md.c sync_speed_show); the reader expects a number.
-    "sync_speed: expected a number, got `none`",
-];
-
 fn num(v: &Value) -> Option<u64> {
     v.as_u64()
 }
@@ -230,12 +222,7 @@ pub fn compare(json: &Value, s: &Snapshot) -> Result<(), String> {
     }
     // mdguard must read every value a real kernel prints without complaint.
     for p in json["problems"].as_array().into_iter().flatten() {
-        let p = p.as_str().unwrap_or("?");
-        if KNOWN_PROBLEMS.iter().any(|k| p.contains(k)) {
-            eprintln!("KNOWN mdguard bug (reported, tolerated here): problem {p:?}");
-        } else {
-            errs.push(format!("problems: {p}"));
-        }
+        errs.push(format!("problems: {}", p.as_str().unwrap_or("?")));
     }
     if errs.is_empty() {
         Ok(())

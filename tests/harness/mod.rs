@@ -464,11 +464,16 @@ impl Lab {
         })
     }
 
-    /// Wait until `md` has no sync running and is not degraded.
+    /// Wait until `md` is fully in sync: no sync running, not degraded, and
+    /// `resync_start` = `none` (nothing left to resync). The last matters
+    /// right after `mdadm --create`: sync_action reads `idle` for a moment
+    /// before the initial resync starts (seen), so idle alone is not clean.
     pub fn wait_clean(&mut self, md: &str, timeout: Duration) -> Snapshot {
         let md = md.to_string();
-        self.wait_snapshot(&format!("{md} idle and not degraded"), timeout, |s| {
-            s.get(&md, "sync_action") == Some("idle") && s.get(&md, "degraded") == Some("0")
+        self.wait_snapshot(&format!("{md} idle, in sync, not degraded"), timeout, |s| {
+            s.get(&md, "sync_action") == Some("idle")
+                && s.get(&md, "degraded") == Some("0")
+                && !matches!(s.get(&md, "resync_start"), Some(r) if r != "none")
         })
     }
 
