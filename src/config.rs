@@ -52,8 +52,6 @@ pub struct Heal {
     pub flap_limit: u32,
     /// A write stuck this long (array_state write-pending, no progress) is `stalled`.
     pub stall_timeout_s: u64,
-    /// Fail the stuck leg so the array can go on without it (opt-in).
-    pub fail_stalled_leg: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -117,7 +115,6 @@ impl Default for Heal {
             flap_backoff_max_s: 1800,
             flap_limit: 5,
             stall_timeout_s: 60,
-            fail_stalled_leg: false,
         }
     }
 }

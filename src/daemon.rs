@@ -89,6 +89,8 @@ pub struct Daemon {
     env: Env,
     last_problem_count: usize,
     read_error_logged: bool,
+    /// xenstore reporting and dom0's requests (None outside Xen).
+    xs: Option<crate::xenstore::agent::Reporter>,
     /// Speed limits to restore, as last written to the state file.
     saved_written: SavedSpeeds,
     /// systemd watchdog: (interval, last ping).
@@ -157,6 +159,7 @@ impl Daemon {
             env: Env::default(),
             last_problem_count: 0,
             read_error_logged: false,
+            xs: None,
             saved_written: SavedSpeeds::new(),
             watchdog: crate::notify::watchdog_interval()
                 .map(|d| ((d.as_millis() as Ms / 2).max(1), 0)),
@@ -433,6 +436,13 @@ impl Daemon {
         if let Some((every, last)) = self.watchdog {
             consider(last + every);
         }
+        if let Some(due) = self.xs.as_ref().and_then(|x| x.next_due) {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            consider(now + due.saturating_sub(unix) * 1000);
+        }
         t.map(|d| d.saturating_sub(now))
     }
 
@@ -449,6 +459,19 @@ impl Daemon {
             }
         ));
         self.load_saved_speeds();
+        if self.engine.config.report.xenstore {
+            match crate::xenstore::agent::Reporter::open(
+                self.engine.config.report.progress_interval_s,
+            ) {
+                Ok(r) => {
+                    log::notice("reporting to dom0 under data/mdguard in xenstore");
+                    self.xs = Some(r);
+                }
+                Err(why) => log::notice(&format!(
+                    "no xenstore ({why}): not reporting to dom0; healing goes on"
+                )),
+            }
+        }
         crate::notify::send("READY=1");
         let mut last_status = String::new();
         loop {
@@ -458,6 +481,14 @@ impl Daemon {
             let actions = self.engine.on_snapshot(&snap, &self.env, now);
             self.execute(actions);
             self.persist_saved_speeds();
+            if let Some(xs) = self.xs.as_mut() {
+                xs.publish(&self.snap, &self.engine);
+            }
+            // events the client queued while it answered requests: act on them
+            // before sleeping
+            if self.xenstore_requests() {
+                continue;
+            }
             self.rewatch();
             let status = summary(&self.snap);
             if status != last_status {
@@ -490,6 +521,15 @@ impl Daemon {
             }
             if let Some(i) = &self.inotify {
                 fds.push(PollFd::new(i.as_fd(), PollFlags::POLLIN));
+            }
+            // SAFETY: the fd belongs to the xenstore client, which outlives `fds`.
+            let xs_fd = self
+                .xs
+                .as_ref()
+                .and_then(|x| x.fd())
+                .map(|fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
+            if let Some(fd) = xs_fd {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
             }
             let fixed = fds.len();
             for n in &self.notifiers {
@@ -529,6 +569,12 @@ impl Daemon {
                 }
                 idx += 1;
             }
+            if xs_fd.is_some() {
+                if fired[idx] {
+                    self.xenstore_requests();
+                }
+                idx += 1;
+            }
             debug_assert_eq!(idx, fixed);
             for (n, f) in self.notifiers.iter_mut().zip(&fired[fixed..]) {
                 if *f {
@@ -551,6 +597,24 @@ impl Daemon {
         log::notice("mdguard stopping; sync speed limits restored");
         crate::notify::send("STOPPING=1");
         Ok(())
+    }
+
+    /// dom0's requests; true when one needs a fresh look at md.
+    fn xenstore_requests(&mut self) -> bool {
+        let Some(xs) = self.xs.as_mut() else {
+            return false;
+        };
+        let req = xs.requests();
+        let changed = req.budget.is_some() || req.probe;
+        if let Some(b) = req.budget {
+            self.env.budget_kbps = b;
+        }
+        if req.probe {
+            let more = self.engine.on_probe_hint(self.now());
+            self.execute(more);
+        }
+        // a vbd change: look at md again; a new block device arrives as a uevent
+        changed || req.vbd_changed
     }
 
     fn read_uevents(&mut self) {

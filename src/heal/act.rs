@@ -29,7 +29,8 @@ fn outcome(r: io::Result<()>) -> Outcome {
 
 /// Write a whole value to a sysfs attribute in one write(2), as sysfs wants.
 pub fn write_attr(path: &Path, value: &str) -> io::Result<()> {
-    let mut f = OpenOptions::new().write(true).open(path)?;
+    // O_TRUNC as a shell's `>` does: sysfs ignores it, a prepared tree needs it
+    let mut f = OpenOptions::new().write(true).truncate(true).open(path)?;
     f.write_all(value.as_bytes())
 }
 

@@ -934,6 +934,24 @@ impl Engine {
                     Level::Warn,
                     format!("{arr}: could not remove {dev} ({e}); retrying"),
                 ));
+                // requests stuck on a dead nbd connection keep md from letting go
+                // until the transport is torn down: the reconnect command (which
+                // disconnects first) frees them; its connect may fail while md
+                // still holds the device, and the next round removes and retries
+                if reconnect && e == "EBUSY" {
+                    if let Some(disk) = self.config.reconnect_for(&dev).map(|r| r.device.clone()) {
+                        let busy = self.legs.values().any(|l| {
+                            l.phase == Phase::Reconnecting
+                                && crate::config::on_disk(&l.device, &disk)
+                        });
+                        if !busy {
+                            if let Some(l) = self.legs.get_mut(&key) {
+                                l.phase = Phase::Reconnecting;
+                            }
+                            out.push(Action::Reconnect { device: disk });
+                        }
+                    }
+                }
             }
             (Action::Add { role: Some(_), .. }, Outcome::Failed(e)) => {
                 leg.tried_add_role = true;

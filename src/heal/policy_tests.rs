@@ -723,3 +723,40 @@ fn limits_left_by_a_killed_run_are_restored() {
     );
     assert!(e.saved_speeds().is_empty());
 }
+
+/// Requests stuck on a dead nbd connection make `remove` answer EBUSY until the
+/// transport is torn down: the reconnect command (which disconnects first) runs,
+/// and the next round removes the leg and reconnects it for real.
+#[test]
+fn busy_remove_tears_the_transport_down_first() {
+    let mut e = Engine::new(
+        cfg(|c| {
+            c.reconnect.push(crate::config::Reconnect {
+                device: "nbd1".into(),
+                command: vec!["nbd-client".into()],
+                timeout_s: 30,
+            })
+        }),
+        3,
+    );
+    let a = fail_and_wait(&mut e, 0);
+    let remove = Action::Remove {
+        array: "md0".into(),
+        device: "nbd1".into(),
+    };
+    assert_eq!(non_log(&a), vec![remove.clone()]);
+    let a = e.on_outcome(&remove, &Outcome::Failed("EBUSY".into()), 3 * S);
+    let rc = Action::Reconnect {
+        device: "nbd1".into(),
+    };
+    assert_eq!(non_log(&a), vec![rc.clone()]);
+    // the connect fails (md still holds the device): back off
+    assert!(non_log(&e.on_outcome(&rc, &Outcome::Failed("exit 1".into()), 3 * S)).is_empty());
+    let t = e.next_deadline().unwrap();
+    let a = e.on_snapshot(&nbd1_faulty(), &Env::default(), t);
+    assert_eq!(non_log(&a), vec![remove.clone()]);
+    let a = e.on_outcome(&remove, &Outcome::Done, t);
+    assert_eq!(non_log(&a), vec![rc.clone()]);
+    let a = e.on_outcome(&rc, &Outcome::Done, t);
+    assert_eq!(non_log(&a), vec![probe("nbd1")]);
+}

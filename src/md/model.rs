@@ -1,12 +1,12 @@
 //! The model of one md array as mdguard sees it: merged from sysfs (the authority
 //! where it exists) and /proc/mdstat (which fills the rest).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Derived health of one array, ordered from best to worst so the worst of a set is
 /// its `max()`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     /// Every slot is in sync; nothing runs but check/repair.

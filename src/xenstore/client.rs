@@ -109,13 +109,14 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// Like the standard tools: `$XENSTORED_PATH` if set (a socket), else the
-    /// first of `/run/xenstored/socket`, `/dev/xen/xenbus`, `/proc/xen/xenbus`
-    /// that exists. Outside Xen: [`Error::NotAvailable`].
+    /// Like the standard tools: `$XENSTORED_PATH` if set (the socket, or a
+    /// xenbus device if it names a character device), else the first of
+    /// `/run/xenstored/socket`, `/dev/xen/xenbus`, `/proc/xen/xenbus` that
+    /// exists. Outside Xen: [`Error::NotAvailable`].
     pub fn discover() -> Result<Endpoint> {
         if let Some(p) = std::env::var_os(XENSTORED_PATH_ENV) {
             if !p.is_empty() {
-                return Ok(Endpoint::Socket(PathBuf::from(p)));
+                return Ok(Self::from_env_path(PathBuf::from(p)));
             }
         }
         Self::discover_in(&[
@@ -123,6 +124,16 @@ impl Endpoint {
             Endpoint::Device(XENBUS_DEV.into()),
             Endpoint::Device(XENBUS_PROC.into()),
         ])
+    }
+
+    /// `$XENSTORED_PATH`'s value: a device if it is a character device
+    /// (e.g. `/dev/xen/xenbus`), otherwise a socket.
+    pub fn from_env_path(p: PathBuf) -> Endpoint {
+        use std::os::unix::fs::FileTypeExt;
+        match std::fs::metadata(&p) {
+            Ok(m) if m.file_type().is_char_device() => Endpoint::Device(p),
+            _ => Endpoint::Socket(p),
+        }
     }
 
     /// The first candidate whose path exists.
@@ -765,6 +776,18 @@ mod tests {
             }
             e => panic!("{e:?}"),
         }
+    }
+
+    #[test]
+    fn env_path_may_name_a_device() {
+        assert_eq!(
+            Endpoint::from_env_path("/dev/null".into()),
+            Endpoint::Device("/dev/null".into())
+        );
+        assert_eq!(
+            Endpoint::from_env_path("/nonexistent/s".into()),
+            Endpoint::Socket("/nonexistent/s".into())
+        );
     }
 
     #[test]

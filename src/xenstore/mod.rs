@@ -27,6 +27,7 @@
 //! }
 //! ```
 
+pub mod agent;
 pub mod client;
 pub mod schema;
 pub mod wire;

@@ -67,27 +67,10 @@ pub const NAME_MAX: usize = 32;
 
 // ---------------------------------------------------------------- health
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    Ok,
-    Recovering,
-    Unknown,
-    Degraded,
-    Failed,
-}
+/// The same health words as `mdguard status` (one type for both).
+pub use crate::md::model::Health;
 
 impl Health {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Health::Ok => "ok",
-            Health::Recovering => "recovering",
-            Health::Unknown => "unknown",
-            Health::Degraded => "degraded",
-            Health::Failed => "failed",
-        }
-    }
-
     /// Strict: exactly one of the five words.
     pub fn parse(v: &[u8]) -> Result<Health, ParseError> {
         match v {
@@ -111,12 +94,6 @@ impl Health {
             Health::Degraded | Health::Failed => 2,
             Health::Unknown => 3,
         }
-    }
-}
-
-impl fmt::Display for Health {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -10,7 +10,7 @@
 use mdguard::xenstore::{Client, Endpoint};
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -105,13 +105,15 @@ impl Xenstored {
             .unwrap_or_else(|e| panic!("cannot run {XENSTORED}: {e}"));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !self.socket.exists() {
+        // The socket file appears at bind(), before listen(): wait until a
+        // connection is accepted, not just for the file.
+        while UnixStream::connect(&self.socket).is_err() {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("xenstored exited ({st}) at start: {}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
-                "xenstored socket did not appear: {}",
+                "xenstored socket did not accept a connection: {}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(2));
@@ -256,7 +258,12 @@ impl GuestBridge {
             .write(true)
             .open(ring)
             .unwrap();
-        let evt = fs::OpenOptions::new().write(true).open(evtchn).unwrap();
+        // Non-blocking: if the FIFO is full, xenstored has wake-ups pending anyway.
+        let evt = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(evtchn)
+            .unwrap();
         let _ = fs::remove_file(sock);
         let l = UnixListener::bind(sock).unwrap();
         l.set_nonblocking(true).unwrap();
@@ -316,6 +323,12 @@ impl GuestBridge {
                 if !busy {
                     std::thread::sleep(Duration::from_micros(200));
                 }
+            }
+            // shutdown(), not just close: a copy of this fd inherited by a
+            // child that another test is spawning right now would otherwise
+            // keep the guest's connection open for a moment.
+            if let Some(s) = client {
+                let _ = s.shutdown(std::net::Shutdown::Both);
             }
         });
         GuestBridge {

@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash tests/xs/provision.sh
 cargo test --lib xenstore
-cargo test --test xenstore_props --test xenstore_daemon --test xenstore_host -- --include-ignored "$@"
+cargo test --test xenstore_props --test xenstore_daemon --test xenstore_host --test xenstore_agent -- --include-ignored "$@"

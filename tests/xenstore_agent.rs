@@ -1,0 +1,154 @@
+//! `mdguard run` reporting to a real xenstored as a guest domain (through the
+//! fixture's ring bridge, so xenstored applies a guest's permissions), and dom0's
+//! `mdguard host` commands acting on it. Ignored by plain `cargo test`; run
+//! tests/xs/run.sh.
+#[path = "xs/fixture.rs"]
+mod fixture;
+
+use fixture::{wait_for, Xenstored};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn host(xs: &Xenstored, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mdguard"))
+        .arg("host")
+        .args(args)
+        .env("XENSTORED_PATH", &xs.socket)
+        .output()
+        .unwrap()
+}
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn copy_tree(src: &Path, dst: &Path) {
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+            copy_tree(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs xenstored: run tests/xs/provision.sh (scripts/test-all.sh does)"]
+fn agent_reports_to_dom0_and_obeys_its_requests() {
+    let mut xs = Xenstored::start();
+    let guest_sock = xs.add_guest(7, "web7");
+    // a guest mid-outage: md0 recovering, md1 degraded (mdstat), with md0's
+    // sysfs speed limits writable
+    let root = tempfile::tempdir().unwrap();
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo"),
+        root.path(),
+    );
+    let md0 = root.path().join("sys/block/md0/md");
+    std::fs::create_dir_all(&md0).unwrap();
+    std::fs::write(md0.join("sync_speed_max"), "200000 (system)").unwrap();
+    std::fs::write(md0.join("sync_speed_min"), "1000 (system)").unwrap();
+    let cfg = root.path().join("mdguard.toml");
+    std::fs::write(
+        &cfg,
+        "[throttle]\njitter_s = 0\n[probe]\ninitial_interval_s = 30\nmax_interval_s = 60\n",
+    )
+    .unwrap();
+    let log = root.path().join("agent.log");
+    let _agent = Agent(
+        Command::new(env!("CARGO_BIN_EXE_mdguard"))
+            .args(["run", "--foreground", "--exit-after", "60", "--root"])
+            .arg(root.path())
+            .arg("--config")
+            .arg(&cfg)
+            .env("XENSTORED_PATH", &guest_sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let agent_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // dom0 sees the guest's health, read from xenstore
+    let status = wait_for(Duration::from_secs(20), || {
+        let o = host(&xs, &["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        let g = v["guests"]
+            .as_array()?
+            .iter()
+            .find(|g| g["domid"] == 7)?
+            .clone();
+        (g["health"] == "degraded").then_some((o, g))
+    });
+    let (o, g) =
+        status.unwrap_or_else(|| panic!("dom0 never saw the guest degraded:\n{}", agent_log()));
+    assert_eq!(o.status.code(), Some(2), "worst guest degraded -> CRITICAL");
+    assert_eq!(g["name"], "web7");
+    let text = String::from_utf8_lossy(&host(&xs, &["status"]).stdout).into_owned();
+    assert!(text.contains("web7") && text.contains("degraded"), "{text}");
+    // what the guest wrote, as dom0 reads it
+    let md1 = xs.tool_ok(
+        "xenstore-read",
+        &["/local/domain/7/data/mdguard/arrays/md1"],
+    );
+    let j: serde_json::Value = serde_json::from_str(md1.trim()).unwrap();
+    assert_eq!(j["health"], "degraded");
+    assert!(md1.len() < 1024);
+
+    // ping: the agent answers under data/mdguard/pong
+    let o = host(&xs, &["ping", "--domain", "7", "--timeout", "10"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        agent_log()
+    );
+
+    // budget: the recovering md0 is throttled to it
+    let o = host(&xs, &["set-budget", "--kbps", "5000", "--domain", "7"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let got = wait_for(Duration::from_secs(10), || {
+        let v = std::fs::read_to_string(md0.join("sync_speed_max")).ok()?;
+        (v == "5000").then_some(v)
+    });
+    assert!(got.is_some(), "budget not applied:\n{}", agent_log());
+    assert!(agent_log().contains("dom0 set the resync budget to 5000 KiB/s"));
+
+    // probe now
+    let o = host(&xs, &["probe", "--domain", "7"]);
+    assert_eq!(o.status.code(), Some(0));
+    let seen = wait_for(Duration::from_secs(10), || {
+        agent_log().contains("dom0 asked for a probe").then_some(())
+    });
+    assert!(seen.is_some(), "{}", agent_log());
+
+    // garbage from dom0 is refused with a clear line, and the agent goes on
+    xs.tool_ok(
+        "xenstore-write",
+        &["/local/domain/7/control/mdguard/budget_kbps", "lots"],
+    );
+    let seen = wait_for(Duration::from_secs(10), || {
+        agent_log()
+            .contains("ignoring control/mdguard/budget_kbps")
+            .then_some(())
+    });
+    assert!(seen.is_some(), "{}", agent_log());
+    let o = host(&xs, &["ping", "--domain", "7", "--timeout", "10"]);
+    assert_eq!(o.status.code(), Some(0), "still answering after garbage");
+}
