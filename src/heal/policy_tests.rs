@@ -108,6 +108,20 @@ fn engine() -> Engine {
     Engine::new(cfg(|_| {}), 42)
 }
 
+/// An engine with a reconnect command configured for the disk nbd1.
+fn engine_with_nbd1_reconnect() -> Engine {
+    Engine::new(
+        cfg(|c| {
+            c.reconnect.push(crate::config::Reconnect {
+                device: "nbd1".into(),
+                command: vec!["nbd-client".into()],
+                timeout_s: 30,
+            })
+        }),
+        3,
+    )
+}
+
 fn non_log(v: &[Action]) -> Vec<Action> {
     v.iter()
         .filter(|a| !matches!(a, Action::Log { .. }))
@@ -427,16 +441,7 @@ fn leg_healthy_through_the_window_is_forgiven() {
 
 #[test]
 fn reconnect_command_runs_after_remove_and_before_add() {
-    let mut e = Engine::new(
-        cfg(|c| {
-            c.reconnect.push(crate::config::Reconnect {
-                device: "nbd1".into(),
-                command: vec!["nbd-client".into()],
-                timeout_s: 30,
-            })
-        }),
-        3,
-    );
+    let mut e = engine_with_nbd1_reconnect();
     let a = fail_and_wait(&mut e, 0);
     let remove = Action::Remove {
         array: "md0".into(),
@@ -599,16 +604,7 @@ fn unmanaged_arrays_are_never_touched() {
 /// no part of it, so md1's nbd1p2 is failed first (md1 keeps nbd0p2 in sync).
 #[test]
 fn reconnect_of_a_shared_disk_waits_for_every_partition() {
-    let mut e = Engine::new(
-        cfg(|c| {
-            c.reconnect.push(crate::config::Reconnect {
-                device: "nbd1".into(),
-                command: vec!["nbd-client".into()],
-                timeout_s: 30,
-            })
-        }),
-        3,
-    );
+    let mut e = engine_with_nbd1_reconnect();
     let arr = |name: &str, p: u32, faulty1: bool, bound1: bool| {
         let mut m = vec![member(&format!("nbd0p{p}"), Some(0), &["in_sync"])];
         if bound1 {
@@ -673,16 +669,7 @@ fn reconnect_of_a_shared_disk_waits_for_every_partition() {
 
 #[test]
 fn the_only_in_sync_leg_is_never_failed_for_a_reconnect() {
-    let mut e = Engine::new(
-        cfg(|c| {
-            c.reconnect.push(crate::config::Reconnect {
-                device: "nbd1".into(),
-                command: vec!["nbd-client".into()],
-                timeout_s: 30,
-            })
-        }),
-        3,
-    );
+    let mut e = engine_with_nbd1_reconnect();
     let mut md1 = raid1(vec![member("nbd1p2", Some(1), &["in_sync"])]);
     md1.name = "md1".into();
     let mut md0 = raid1(vec![
@@ -729,16 +716,7 @@ fn limits_left_by_a_killed_run_are_restored() {
 /// and the next round removes the leg and reconnects it for real.
 #[test]
 fn busy_remove_tears_the_transport_down_first() {
-    let mut e = Engine::new(
-        cfg(|c| {
-            c.reconnect.push(crate::config::Reconnect {
-                device: "nbd1".into(),
-                command: vec!["nbd-client".into()],
-                timeout_s: 30,
-            })
-        }),
-        3,
-    );
+    let mut e = engine_with_nbd1_reconnect();
     let a = fail_and_wait(&mut e, 0);
     let remove = Action::Remove {
         array: "md0".into(),
