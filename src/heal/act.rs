@@ -42,19 +42,11 @@ pub fn member_state(root: &Root, md: &str, dev: &str, word: &str) -> Outcome {
     ))
 }
 
-/// `echo remove`, retried a few times on EBUSY (pending I/O drains quickly).
+/// `echo remove`. EBUSY (I/O still pending) comes back to the policy, which
+/// retries at the next probe time or tears the transport down first; sleeping
+/// here would stall the event loop.
 pub fn remove_member(root: &Root, md: &str, dev: &str) -> Outcome {
-    let mut last = Outcome::Done;
-    for i in 0..5 {
-        last = member_state(root, md, dev, "remove");
-        match &last {
-            Outcome::Failed(e) if e == "EBUSY" => {
-                std::thread::sleep(Duration::from_millis(50 << i));
-            }
-            _ => return last,
-        }
-    }
-    last
+    member_state(root, md, dev, "remove")
 }
 
 /// `sync_speed_min` / `sync_speed_max`: a number or `system`.
