@@ -440,7 +440,11 @@ command = ["nbd-client", "10.0.2.2", "10809", "/dev/nbd1", "-t", "10"]
         assert_eq!(c.reconnect[0].device, "nbd1");
         assert_eq!(c.reconnect[0].timeout_s, default_reconnect_timeout());
         c.reconnect.clear();
-        assert_eq!(c, Config::default(), "a commented-out value is not the default");
+        assert_eq!(
+            c,
+            Config::default(),
+            "a commented-out value is not the default"
+        );
         // the same keys as the reference in README.md
         let readme = include_str!("../README.md");
         let start = readme
