@@ -6,7 +6,9 @@
 #
 # Env: MDGUARD_PKG_VERSION (default: Cargo.toml's version) and
 #      MDGUARD_PKG_OUT (default target/packages): the install test builds a
-#      newer-version copy of the same source this way for its upgrade check.
+#      newer-version copy of the same source this way for its upgrade check,
+#      with MDGUARD_PKG_CONFIG (default packaging/mdguard.toml) as the config
+#      file it ships.
 #
 # The binary is built once, statically linked against glibc (crt-static on
 # x86_64-unknown-linux-gnu), so the packages carry no C library dependency.
@@ -49,7 +51,7 @@ stage=$build/mdguard-$version
 mkdir -p "$stage/bin" "$stage/packaging" "$stage/systemd"
 install -m 0755 "$bin" "$stage/bin/mdguard"
 cp systemd/mdguard.service "$stage/systemd/"
-cp packaging/mdguard.toml "$stage/packaging/"
+cp "${MDGUARD_PKG_CONFIG:-packaging/mdguard.toml}" "$stage/packaging/mdguard.toml"
 sed "s/\"mdguard [0-9][^\"]*\"/\"mdguard $version\"/" packaging/mdguard.8 > "$stage/packaging/mdguard.8"
 cp README.md LICENSE-MIT LICENSE-APACHE "$stage/"
 
