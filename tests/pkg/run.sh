@@ -3,7 +3,10 @@
 # the .rpm, verify the unit, install them into a fresh Debian root (enabled,
 # not started; upgrade keeps a local edit of the conffile; remove; purge),
 # then boot the VM harness guest with the binary from the .deb, started with
-# the unit's ExecStart arguments, and run one heal scenario with it.
+# the unit's ExecStart arguments, and run one heal scenario with it. Before
+# that, the same Debian root with the .deb installed boots under the VM kernel
+# with systemd as init (tests/pkg/systemd-guest.sh): the unit runs as packaged,
+# sandbox and all, and re-adds a failed leg.
 #
 # Env: MDGUARD_DEBIAN_MIRROR (default http://deb.debian.org/debian). One
 #      guest only (one scenario), whatever MDGUARD_VM_THREADS says.
@@ -181,12 +184,18 @@ cmp -s "$R$conf.rpmsave" "$work/edited.toml" || fail "rpm: the edited config was
 ok "erased: disabled, edited config kept as $conf.rpmsave (rpm's way)"
 rm -rf "$R"
 
+# --- the packaged unit under a real systemd -------------------------------------------
+step "VM: the .deb's unit under systemd (as PID 1 of a Debian guest), sandbox and a heal"
+bash tests/vm/provision.sh
+bash tests/pkg/systemd-guest.sh "$tarball" "$deb" "$work" || fail "the unit under systemd"
+ok "mdguard.service ran sandboxed under systemd and re-added a failed leg"
+rm -rf "$work/sd-root" "$work/sd-root.cpio"
+
 # --- the packaged binary heals an array in the VM guest ------------------------------
 step "VM: a heal scenario with the binary and ExecStart from the .deb"
 x=$work/deb-files
 dpkg-deb -x "$deb" "$x"
 execstart=$(sed -n 's/^ExecStart=//p' "$x/lib/systemd/system/mdguard.service")
-bash tests/vm/provision.sh
 export MDGUARD_VM_BIN=$x/usr/sbin/mdguard
 export MDGUARD_VM_INITRAMFS=$cache/initramfs-packaged.cpio
 export MDGUARD_VM_RUN_ARGS=${execstart#/usr/sbin/mdguard }
