@@ -48,14 +48,14 @@ deb2=$work/next/mdguard_${next}-1_amd64.deb
 rpm2=$work/next/mdguard-${next}-1.x86_64.rpm
 [[ -f $deb2 && -f $rpm2 ]] || fail "upgrade packages missing"
 
-# --- a fresh Debian root (minbase + systemd, as in a domU image) ---------------
-tarball=$cache/bookworm-minbase-systemd.tar
+# --- a fresh Debian root (minbase + systemd and udev, as in a domU image) -------
+tarball=$cache/bookworm-minbase-systemd-udev.tar
 if [[ ! -f $tarball ]]; then
-    step "debootstrap bookworm (minbase + systemd) into the cache"
+    step "debootstrap bookworm (minbase + systemd, udev) into the cache"
     mirror=${MDGUARD_DEBIAN_MIRROR:-http://deb.debian.org/debian}
     for i in 1 2 3; do
         rm -rf "$work/boot"
-        if debootstrap --variant=minbase --include=systemd bookworm "$work/boot" "$mirror" > "$work/debootstrap.log" 2>&1; then
+        if debootstrap --variant=minbase --include=systemd,udev bookworm "$work/boot" "$mirror" > "$work/debootstrap.log" 2>&1; then
             break
         fi
         tail -5 "$work/debootstrap.log" >&2
