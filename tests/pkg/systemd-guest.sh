@@ -78,6 +78,10 @@ printf 'PORT0=%s\nPORT1=%s\n' "${ports[0]}" "${ports[1]}" > "$R/etc/pkgcheck.env
 mkdir -p "$R/etc/systemd/network"
 printf '[Match]\nName=en* eth*\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\n' > "$R/etc/systemd/network/10-qemu.network"
 ln -sf /lib/systemd/system/systemd-networkd.service "$R/etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
+# the watchdog at 3 s instead of 60 s (pings every 1.5 s), so that the run
+# below, idle and healing, would be killed and restarted if pings stopped
+mkdir -p "$R/etc/systemd/system/mdguard.service.d"
+printf '[Service]\nWatchdogSec=3s\n' > "$R/etc/systemd/system/mdguard.service.d/test-watchdog.conf"
 # the admin's config: quick probes, no start jitter, the reconnect command for
 # nbd1 (what the README's example does)
 cat > "$R/etc/mdguard/mdguard.toml" <<EOC
@@ -150,8 +154,11 @@ journalctl -b -u mdguard --no-pager -o cat | sed 's/^/pkgcheck: journal: /' > /d
 journalctl -b -u mdguard -o cat | grep -q 'nbd1: running reconnect command' || fail "no reconnect command in the journal"
 ! journalctl -b -u mdguard -o cat | grep -q 'nbd1: reconnect failed' || fail "the reconnect command failed in the sandbox"
 journalctl -b -u mdguard -o cat | grep -Eq 'md1: (re-)?added nbd1' || fail "no add of nbd1 in the journal"
+sleep 8   # idle and healthy: only the watchdog wakes it
+[ "$(systemctl show -p WatchdogUSec --value mdguard)" = 3s ] || fail "watchdog drop-in not applied"
 n=$(systemctl show -p NRestarts --value mdguard)
-[ "$n" = 0 ] || fail "mdguard restarted $n times"
+[ "$n" = 0 ] || fail "mdguard restarted $n times (watchdog?)"
+! journalctl -b -u mdguard -o cat | grep -qi 'watchdog timeout' || fail "watchdog timeout"
 cyc=$(journalctl -b --no-pager | grep -ci 'ordering cycle')
 [ "$cyc" = 0 ] || fail "ordering cycles at boot"
 say "still active after the heal: $(systemctl show -p SubState,NRestarts,StatusText mdguard | tr '\n' ' ')"
