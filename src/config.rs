@@ -392,6 +392,76 @@ command = ["nbd-client", "10.0.2.2", "10809", "/dev/nbd1", "-t", "10"]
         assert!(!on_disk("xvdc", "xvdb"));
     }
 
+    /// The config file the packages install as /etc/mdguard/mdguard.toml.
+    const SHIPPED: &str = include_str!("../packaging/mdguard.toml");
+
+    /// `#key = value` and `#[table]` lines of the shipped file with the `#` removed
+    /// (prose comments are `# ...`).
+    fn uncommented(text: &str) -> String {
+        text.lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if !rest.is_empty() && !rest.starts_with([' ', '#']) => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn keys(t: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        for (k, v) in t {
+            let name = format!("{prefix}{k}");
+            match v {
+                toml::Value::Table(sub) => keys(sub, &format!("{name}."), out),
+                toml::Value::Array(a) if a.iter().all(|x| x.is_table()) && !a.is_empty() => {
+                    for x in a {
+                        keys(x.as_table().unwrap(), &format!("{name}[]."), out)
+                    }
+                }
+                _ => out.push(name),
+            }
+        }
+        out.sort();
+        out.dedup();
+    }
+
+    #[test]
+    fn shipped_config_is_the_defaults() {
+        let c = Config::parse(SHIPPED, Path::new("packaging/mdguard.toml")).unwrap();
+        assert_eq!(c, Config::default(), "the shipped file must change nothing");
+    }
+
+    #[test]
+    fn shipped_config_documents_every_option_with_its_default() {
+        let text = uncommented(SHIPPED);
+        let mut c = Config::parse(&text, Path::new("uncommented mdguard.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        // the one example that is not a default
+        assert_eq!(c.reconnect.len(), 1);
+        assert_eq!(c.reconnect[0].device, "nbd1");
+        assert_eq!(c.reconnect[0].timeout_s, default_reconnect_timeout());
+        c.reconnect.clear();
+        assert_eq!(
+            c,
+            Config::default(),
+            "a commented-out value is not the default"
+        );
+        // the same keys as the reference in README.md
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("## Configuration: `/etc/mdguard/mdguard.toml`")
+            .expect("README config section");
+        let block = readme[start..]
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("README config block");
+        let (mut documented, mut shipped) = (vec![], vec![]);
+        keys(&toml::from_str(block).unwrap(), "", &mut documented);
+        keys(&toml::from_str(&text).unwrap(), "", &mut shipped);
+        assert_eq!(shipped, documented, "packaging/mdguard.toml vs README.md");
+        assert!(shipped.len() >= 20, "{shipped:?}");
+    }
+
     #[test]
     fn uuid_forms() {
         assert!(same_uuid(

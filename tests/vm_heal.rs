@@ -39,9 +39,13 @@ fn start_agent(lab: &mut Lab, throttle: &str, extra: &str) {
     lab.vm.sh(&format!(
         "mkdir -p /etc/mdguard && cat > /etc/mdguard/mdguard.toml <<'EOF'\n{cfg}EOF"
     ));
-    lab.vm
-        .sh("MDGUARD_LOG_TIMESTAMPS=1 setsid mdguard run --foreground \
-         </dev/null >/tmp/mdguard.log 2>&1 & echo $! > /tmp/mdguard.pid");
+    // MDGUARD_VM_RUN_ARGS: the arguments of the packaged unit's ExecStart=
+    // (tests/pkg/run.sh); with no syslog in the guest it logs to stderr anyway
+    let args = std::env::var("MDGUARD_VM_RUN_ARGS").unwrap_or_else(|_| "run --foreground".into());
+    lab.vm.sh(&format!(
+        "MDGUARD_LOG_TIMESTAMPS=1 setsid mdguard {args} \
+         </dev/null >/tmp/mdguard.log 2>&1 & echo $! > /tmp/mdguard.pid"
+    ));
     lab.vm
         .wait_for("mdguard started", Duration::from_secs(20), |vm| {
             vm.sh("cat /tmp/mdguard.log")

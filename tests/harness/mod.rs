@@ -102,6 +102,20 @@ fn mtime(p: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
+/// `sha256sum`'s hex digest of a file.
+pub fn sha256_file(p: &Path) -> String {
+    let o = Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .unwrap_or_else(|e| panic!("sha256sum {p:?}: {e}"));
+    assert!(o.status.success(), "sha256sum {p:?} failed");
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Find the VM assets, failing loudly when provisioning has not been done,
 /// and (re)build the initramfs when the mdguard binary under test or the
 /// guest scripts are newer than it.
@@ -127,8 +141,15 @@ pub fn assets() -> &'static Assets {
                 .unwrap_or(false);
             assert!(ok, "VM test: {tool} not found; run tests/vm/provision.sh");
         }
-        let initramfs = cache.join("initramfs.cpio");
-        let bin = PathBuf::from(env!("CARGO_BIN_EXE_mdguard"));
+        // MDGUARD_VM_BIN: another mdguard binary for the guest (tests/pkg/run.sh
+        // boots the packaged one), in its own initramfs (MDGUARD_VM_INITRAMFS)
+        // so the default one is not clobbered.
+        let bin = std::env::var_os("MDGUARD_VM_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mdguard")));
+        let initramfs = std::env::var_os("MDGUARD_VM_INITRAMFS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| cache.join("initramfs.cpio"));
         let inputs = [
             bin.clone(),
             repo().join("tests/vm/build-initramfs.sh"),
@@ -136,13 +157,21 @@ pub fn assets() -> &'static Assets {
             repo().join("tests/vm/guest/ctl-loop"),
             repo().join("tests/vm/guest/snap"),
         ];
+        // mtimes alone miss a different binary that is older than the
+        // initramfs (a package's files carry its build date): the initramfs
+        // also records which binary (sha256) it holds (build-initramfs.sh
+        // writes the stamp).
+        let stamp = initramfs.with_extension("mdguard.sha256");
+        let want = sha256_file(&bin);
         let built = mtime(&initramfs);
-        if built.is_none() || inputs.iter().any(|p| mtime(p) > built) {
-            eprintln!("vm: (re)building the initramfs with {bin:?}");
+        let same_bin = std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want);
+        if built.is_none() || !same_bin || inputs.iter().any(|p| mtime(p) > built) {
+            eprintln!("vm: (re)building the initramfs {initramfs:?} with {bin:?}");
             let st = Command::new("bash")
                 .arg(repo().join("tests/vm/build-initramfs.sh"))
                 .arg(&bin)
                 .env("MDGUARD_VM_CACHE", &cache)
+                .env("MDGUARD_VM_INITRAMFS", &initramfs)
                 .status()
                 .expect("bash");
             assert!(st.success(), "tests/vm/build-initramfs.sh failed");
@@ -337,7 +366,13 @@ impl Lab {
                 nbd: format!("nbd{i}"),
             });
         }
-        let vm = Vm::boot(assets, dir.path());
+        let mut vm = Vm::boot(assets, dir.path());
+        if let Some(bin) = std::env::var_os("MDGUARD_VM_BIN") {
+            // the guest runs exactly the binary asked for, byte for byte
+            let want = sha256_file(Path::new(&bin));
+            let got = vm.sh("sha256sum /bin/mdguard | cut -d' ' -f1");
+            assert_eq!(got.trim(), want, "guest /bin/mdguard is not {bin:?}");
+        }
         let arrays = match cfg.layout {
             Layout::Mirror => vec![ArraySpec {
                 name: "md0".into(),
