@@ -5,7 +5,8 @@
 //!
 //!   cargo test --test vm_flap_integrity -- --ignored --nocapture
 //!
-//! Env: MDGUARD_FLAP_ROUNDS (default 6).
+//! Env: MDGUARD_FLAP_ROUNDS (default 6); MDGUARD_FLAP_AGENT=1: mdguard does the
+//! reconnect and re-add instead (flap backoff at its shortest), to compare.
 
 mod harness;
 
@@ -35,7 +36,63 @@ fn mismatches(lab: &mut Lab) -> u64 {
 
 /// One guest: `rounds` times, kill leg 1's server the moment recovery ends,
 /// write 1 MiB while degraded, reconnect, `mdadm --re-add`; then check.
+fn readds(lab: &mut Lab) -> usize {
+    lab.vm
+        .sh("grep -c 're-added nbd1' /tmp/mdguard.log || true")
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// As mdguard's reconnect path does: tear the transport down (md refuses the
+/// remove while requests are stuck on it), remove the leg, reconnect the same
+/// node, re-add it from the bitmap.
+fn manual_readd(lab: &mut Lab, round: u32) {
+    let _ = lab.disconnect_leg(1);
+    let nbd = lab.legs[1].nbd.clone();
+    lab.vm
+        .wait_for("leg removed", Duration::from_secs(30), |vm| {
+            let _ = vm.sh(&format!(
+                "mdadm /dev/md0 --remove /dev/{nbd} >/dev/null 2>&1"
+            ));
+            (vm.sh(&format!(
+                "[ -e /sys/block/md0/md/dev-{nbd} ] || [ -e /sys/block/{nbd}/pid ] || echo gone"
+            ))
+            .trim()
+                == "gone")
+                .then_some(())
+        });
+    lab.legs[1].server.restart();
+    lab.connect_leg(1);
+    let readd = format!("mdadm /dev/md0 --re-add /dev/{nbd}");
+    let out = lab.vm.run(&readd, Duration::from_secs(30));
+    eprintln!("round {round}: {readd}: status {}", out.status);
+}
+
+/// mdguard with the shortest flap backoff and no flap limit to speak of.
+fn start_agent(lab: &mut Lab) {
+    let nbd = lab.legs[1].nbd.clone();
+    let port = lab.legs[1].server.port();
+    lab.vm.sh(&format!(
+        "mkdir -p /etc/mdguard && cat > /etc/mdguard/mdguard.toml <<'EOF'\n\
+         [throttle]\njitter_s = 0\n\
+         [probe]\ninitial_interval_s = 1\nmax_interval_s = 2\ntimeout_ms = 3000\n\
+         [heal]\nflap_backoff_s = 1\nflap_backoff_max_s = 1\nflap_limit = 1000\n\
+         [[reconnect]]\ndevice = \"{nbd}\"\n\
+         command = [\"sh\", \"-c\", \"nbd-client -d /dev/{nbd} >/dev/null 2>&1; nbd-client 10.0.2.2 {port} /dev/{nbd} -N leg -t 5\"]\n\
+         timeout_s = 20\nEOF\n\
+         MDGUARD_LOG_TIMESTAMPS=1 setsid mdguard run --foreground </dev/null >/tmp/mdguard.log 2>&1 &"
+    ));
+    lab.vm
+        .wait_for("mdguard started", Duration::from_secs(20), |vm| {
+            vm.sh("cat /tmp/mdguard.log")
+                .contains("watching md arrays")
+                .then_some(())
+        });
+}
+
 fn run() -> u64 {
+    let agent = std::env::var_os("MDGUARD_FLAP_AGENT").is_some();
     let t0 = Instant::now();
     let mut lab = Lab::start(
         "flapint",
@@ -49,6 +106,9 @@ fn run() -> u64 {
         },
     );
     lab.wait_clean("md0", WAIT);
+    if agent {
+        start_agent(&mut lab);
+    }
     for round in 0..rounds() {
         lab.legs[1].server.kill();
         lab.vm.sh(&format!(
@@ -58,23 +118,20 @@ fn run() -> u64 {
         lab.wait_snapshot("md0 degraded", Duration::from_secs(60), |s| {
             s.get("md0", "degraded") == Some("1")
         });
-        // as mdguard's reconnect path does: tear the transport down (md
-        // refuses the remove while requests are stuck on it), remove the
-        // leg, reconnect the same node, re-add it from the bitmap
-        let _ = lab.disconnect_leg(1);
-        let nbd = lab.legs[1].nbd.clone();
-        lab.vm.wait_for("leg removed", Duration::from_secs(30), |vm| {
-            let _ = vm.sh(&format!("mdadm /dev/md0 --remove /dev/{nbd} >/dev/null 2>&1"));
-            (vm.sh(&format!("[ -e /sys/block/md0/md/dev-{nbd} ] || [ -e /sys/block/{nbd}/pid ] || echo gone"))
-                .trim()
-                == "gone")
-                .then_some(())
-        });
-        lab.legs[1].server.restart();
-        lab.connect_leg(1);
-        let readd = format!("mdadm /dev/md0 --re-add /dev/{nbd}");
-        let out = lab.vm.run(&readd, Duration::from_secs(30));
-        eprintln!("round {round}: {readd}: status {}", out.status);
+        if agent {
+            lab.legs[1].server.restart();
+            let before = readds(&mut lab);
+            lab.vm.wait_for("mdguard re-added nbd1", WAIT, |vm| {
+                (vm.sh("grep -c 're-added nbd1' /tmp/mdguard.log || true")
+                    .trim()
+                    .parse::<usize>()
+                    .unwrap_or(0)
+                    > before)
+                    .then_some(())
+            });
+        } else {
+            manual_readd(&mut lab, round);
+        }
         // wait for the end of the recovery, polling as fast as the harness can
         lab.wait_snapshot("md0 recovered", WAIT, |s| {
             s.get("md0", "degraded") == Some("0") && s.get("md0", "sync_action") == Some("idle")
@@ -89,8 +146,9 @@ fn run() -> u64 {
         });
     let n = mismatches(&mut lab);
     eprintln!(
-        "flap integrity ({} rounds): mismatch_cnt {n}; {:.0} s\n{}",
+        "flap integrity ({} rounds, {}): mismatch_cnt {n}; {:.0} s\n{}",
         rounds(),
+        if agent { "mdguard" } else { "mdadm --re-add" },
         t0.elapsed().as_secs_f64(),
         lab.vm.sh("dmesg | grep -E 'md|raid1' | tail -40")
     );
