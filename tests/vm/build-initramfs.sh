@@ -47,6 +47,11 @@ objcopy --strip-debug "$mdguard" "$stage/bin/mdguard.tmp" 2>/dev/null && mv "$st
     install -m 0755 "$mdguard" "$stage/bin/mdguard"
 chmod 0755 "$stage/bin/mdguard"
 copy_bin "$mdguard" bin/mdguard.libs-only && rm -f "$stage/bin/mdguard.libs-only"
+# Extra programs for one run, "SRC:DEST ..." (benches/run.sh adds its I/O
+# latency tool this way); unset for the tests.
+for extra in ${MDGUARD_VM_EXTRA:-}; do
+    copy_bin "${extra%%:*}" "${extra#*:}"
+done
 
 # Modules: one --show-depends per module (extra words would be parameters).
 # The order is dependency order; keep the first occurrence of each.
