@@ -22,7 +22,7 @@ if [[ ${1:-} == --quick ]]; then
 fi
 start=$(date +%s)
 bash tests/vm/provision.sh
-cargo build --locked --release --bin mdguard --example iolat
+cargo build --locked --release --bin mdguard --example iolat --example uevstamp
 mkdir -p target/bench
 # The parser's cost, on the host.
 MDGUARD_BENCH_JSON=$PWD/target/bench/parse.json cargo bench --locked --bench parse
@@ -34,7 +34,7 @@ export MDGUARD_VM_CACHE=$PWD/target/bench/vm-cache
 mkdir -p "$MDGUARD_VM_CACHE"
 ln -sfn "$(cd "$kcache/kernel" && pwd -P)" "$MDGUARD_VM_CACHE/kernel"
 cp "$kcache/kernel.version" "$MDGUARD_VM_CACHE/kernel.version"
-export MDGUARD_VM_EXTRA="$PWD/target/release/examples/iolat:bin/iolat"
+export MDGUARD_VM_EXTRA="$PWD/target/release/examples/iolat:bin/iolat $PWD/target/release/examples/uevstamp:bin/uevstamp"
 bash tests/vm/build-initramfs.sh "$PWD/target/release/mdguard"
 export MDGUARD_VM_RUN_ID="bench$$-$(date +%s)"
 

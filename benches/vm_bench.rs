@@ -10,7 +10,7 @@
 //! (256: resync legs), `MDGUARD_BENCH_WINDOW_S` (10: how long `mdadm --monitor`
 //! is given to re-add), `MDGUARD_BENCH_THROTTLE_KBPS` (5000).
 //!
-//! Every time is taken on the guest's monotonic clock (`/proc/uptime`; mdguard's
+//! Every time is taken on the guest's CLOCK_MONOTONIC (`uevstamp now`; mdguard's
 //! log with MDGUARD_LOG_TIMESTAMPS uses the same clock).
 
 #[path = "../tests/harness/mod.rs"]
@@ -95,6 +95,17 @@ fn agent_log(lab: &mut Lab) -> String {
     lab.vm.sh("cat /tmp/mdguard.log")
 }
 
+/// Keep the guest's logs of a scenario under target/bench/logs/.
+fn save_logs(lab: &mut Lab, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let all = lab.vm.sh(
+        "for f in /tmp/mdguard.log* /tmp/monitor.log /tmp/udev.log /tmp/udev.out; do \
+         [ -e $f ] && {{ echo \"=== $f\"; cat $f; }}; done; echo '=== dmesg'; dmesg | tail -200; true",
+    );
+    std::fs::write(dir.join(format!("{name}.log")), all).unwrap();
+}
+
 /// The config every mdguard re-add scenario runs with (besides `[[reconnect]]`).
 /// Probe intervals are the shipped defaults; the start jitter (a deliberate
 /// random 0..10 s delay before each add, so a host's guests do not all resync
@@ -163,13 +174,16 @@ fn drop_node(lab: &mut Lab, node: &str) {
     );
 }
 
-/// Connect the restarted leg-1 server under `node`: guest uptime just before
-/// nbd-client and just after it returned (the node is usable).
+/// Connect the restarted leg-1 server under `node`. Returns when the node
+/// was announced (the kernel's uevent, as received by a separate listener in
+/// the guest: `uevstamp`) and when nbd-client returned, on CLOCK_MONOTONIC.
 fn connect_node(lab: &mut Lab, node: &str) -> (f64, f64) {
     let port = lab.legs[1].server.port();
     let out = lab.vm.sh(&format!(
-        "a=$(cut -d' ' -f1 /proc/uptime); nbd-client 10.0.2.2 {port} /dev/{node} -N leg -t 5 >/dev/null 2>&1; \
-         b=$(cut -d' ' -f1 /proc/uptime); echo $a $b; [ \"$(cat /sys/block/{node}/size)\" -gt 0 ]"
+        "rm -f /tmp/uev.out; uevstamp {node} 30 > /tmp/uev.out & \
+         while ! grep -q READY /tmp/uev.out 2>/dev/null; do usleep 10000; done; \
+         nbd-client 10.0.2.2 {port} /dev/{node} -N leg -t 5 >/dev/null 2>&1; b=$(uevstamp now); \
+         wait; echo $(tail -1 /tmp/uev.out | cut -d' ' -f1) $b; [ \"$(cat /sys/block/{node}/size)\" -gt 0 ]"
     ));
     let mut w = out.split_whitespace();
     (num(w.next().unwrap()), num(w.next().unwrap()))
@@ -189,20 +203,21 @@ fn bench_event(reps: usize) -> (Value, Vec<String>) {
         drop_node(&mut lab, cur);
         lab.legs[1].server.restart();
         let before = log_times(&agent_log(&mut lab), &format!("re-added {nxt}")).len();
-        let (a, b) = connect_node(&mut lab, nxt);
+        let (ev, b) = connect_node(&mut lab, nxt);
         let t = lab.vm.wait_for("mdguard re-adds the new node", WAIT, |vm| {
             let l = vm.sh("cat /tmp/mdguard.log");
             let t = log_times(&l, &format!("re-added {nxt}"));
             (t.len() > before).then(|| *t.last().unwrap())
         });
-        lat.push(t - b);
-        connect.push(b - a);
-        eprintln!("bench: event rep {i}: {cur} -> {nxt}: usable -> re-added {:.3} s (nbd-client took {:.3} s)", t - b, b - a);
+        lat.push(t - ev);
+        connect.push(b - ev);
+        eprintln!("bench: event rep {i}: {cur} -> {nxt}: uevent -> re-added {:.3} s (nbd-client returned {:.3} s after the uevent)", t - ev, b - ev);
         wait_healed(&mut lab);
     }
     let log = agent_log(&mut lab);
+    save_logs(&mut lab, "event");
     (
-        json!({"usable_to_readd_s": stats(&lat), "nbd_client_connect_s": stats(&connect)}),
+        json!({"usable_to_readd_s": stats(&lat), "nbd_client_returned_after_uevent_s": stats(&connect)}),
         vec![log],
     )
 }
@@ -226,9 +241,9 @@ fn bench_probe_hint(reps: usize, outage_s: u64) -> Value {
         lab.legs[1].server.restart();
         let t = Instant::now();
         let usable = num(&lab.vm.sh(if hinted {
-            "cut -d' ' -f1 /proc/uptime; kill -USR1 $(cat /tmp/mdguard.pid)"
+            "uevstamp now; kill -USR1 $(cat /tmp/mdguard.pid)"
         } else {
-            "cut -d' ' -f1 /proc/uptime"
+            "uevstamp now"
         }));
         rtt.push(t.elapsed().as_secs_f64());
         let readd = lab.vm.wait_for("mdguard re-adds nbd1", WAIT, |vm| {
@@ -248,32 +263,33 @@ fn bench_probe_hint(reps: usize, outage_s: u64) -> Value {
         }
         wait_healed(&mut lab);
     }
+    save_logs(&mut lab, "probe-hint");
     json!({"probe": {"usable_to_readd_s": stats(&probe)}, "hint": {"usable_to_readd_s": stats(&hint)},
            "outage_s": outage_s, "usable_timestamp_step_rtt_s": stats(&rtt)})
 }
 
 /// udev's 64-md-raid-assembly.rules runs `mdadm --incremental --export $devnode
 /// --offroot` for an added or changed block device that blkid calls a
-/// linux_raid_member. The guest has no udev: the kernel's uevent helper
-/// (/proc/sys/kernel/hotplug, one process per uevent) runs that command for
-/// every block add/change of a non-empty nbd device (mdadm itself rejects what
-/// is no member), and logs when it started and returned.
+/// linux_raid_member. The guest has no udev (and the kernel no uevent helper):
+/// `uevstamp exec` listens to uevents and runs this for each block event, one
+/// at a time; it runs that command for every add/change of a non-empty nbd
+/// device (mdadm itself rejects what is no member), and logs when it started
+/// and returned.
 const UEVENT_HELPER: &str = r#"#!/bin/sh
 [ "$SUBSYSTEM" = block ] || exit 0
 case "$ACTION" in add|change) ;; *) exit 0 ;; esac
 case "$DEVNAME" in nbd*) ;; *) exit 0 ;; esac
 [ "$(cat /sys/class/block/$DEVNAME/size 2>/dev/null)" -gt 0 ] 2>/dev/null || exit 0
 [ -e /tmp/udev.on ] || exit 0
-a=$(cut -d' ' -f1 /proc/uptime)
+a=$(uevstamp now)
 out=$(/sbin/mdadm --incremental --export /dev/$DEVNAME --offroot 2>&1 | tr '\n' ' ')
 rc=$?
-b=$(cut -d' ' -f1 /proc/uptime)
+b=$(uevstamp now)
 echo "$a $b $DEVNAME $ACTION rc=$rc $out" >> /tmp/udev.log
 "#;
 
 /// mdadm --monitor's alert program: one timestamped line per event.
-const MONITOR_PROGRAM: &str =
-    "#!/bin/sh\necho \"$(cut -d' ' -f1 /proc/uptime) $*\" >> /tmp/monitor.log\n";
+const MONITOR_PROGRAM: &str = "#!/bin/sh\necho \"$(uevstamp now) $*\" >> /tmp/monitor.log\n";
 
 /// The alternatives on the same array, one guest: `mdadm --monitor` runs
 /// throughout; each repetition the leg returns as a new node first with no
@@ -286,8 +302,9 @@ fn bench_alternatives(reps: usize, window_s: u64) -> Value {
         "mkdir -p /etc/mdadm && printf 'POLICY action=re-add\\n' > /etc/mdadm/mdadm.conf && \
          cat > /bin/uevent-helper <<'EOF'\n{UEVENT_HELPER}EOF\n\
          cat > /bin/monitor-event <<'EOF'\n{MONITOR_PROGRAM}EOF\n\
-         chmod +x /bin/uevent-helper /bin/monitor-event && echo /bin/uevent-helper > /proc/sys/kernel/hotplug && \
-         setsid mdadm --monitor --scan --program=/bin/monitor-event </dev/null >/tmp/monitor.out 2>&1 & \
+         chmod +x /bin/uevent-helper /bin/monitor-event\n\
+         setsid uevstamp exec /bin/uevent-helper </dev/null >/tmp/udev.out 2>&1 &\n\
+         setsid mdadm --monitor --scan --program=/bin/monitor-event </dev/null >/tmp/monitor.out 2>&1 &\n\
          echo $! > /tmp/monitor.pid"
     ));
     std::thread::sleep(Duration::from_secs(2));
@@ -307,7 +324,13 @@ fn bench_alternatives(reps: usize, window_s: u64) -> Value {
     for i in 0..reps {
         let (cur, nxt) = (nodes[i % 3], nodes[(i + 1) % 3]);
         let mon_before = lab.vm.sh("cat /tmp/monitor.log 2>/dev/null; true");
-        lab.vm.sh("dmesg -c >/dev/null");
+        // printk's clock against CLOCK_MONOTONIC: a marker line between two stamps
+        let cal = lab.vm.sh(
+            "dmesg -c >/dev/null; a=$(uevstamp now); echo bench-mark > /dev/kmsg; b=$(uevstamp now); \
+             k=$(dmesg | grep -m1 bench-mark | sed 's/^\\[ *\\([0-9.]*\\)\\].*/\\1/'); echo $a $b $k",
+        );
+        let c: Vec<f64> = cal.split_whitespace().map(num).collect();
+        let offset = (c[0] + c[1]) / 2.0 - c[2];
         fail_leg(&mut lab, 1 + i as u64 % 16, 1);
         // the monitor's Fail event against the kernel's own line
         let (fail_at, kern_at) = lab.vm.wait_for(
@@ -326,7 +349,7 @@ fn bench_alternatives(reps: usize, window_s: u64) -> Value {
                     .trim()
                     .parse::<f64>()
                     .ok()?;
-                Some((f, k))
+                Some((f, k + offset))
             },
         );
         fail_evt.push(fail_at - kern_at);
@@ -334,7 +357,7 @@ fn bench_alternatives(reps: usize, window_s: u64) -> Value {
         lab.legs[1].server.restart();
         // (a) only mdadm --monitor: does anything re-add the returned leg?
         let mon_mark = lab.vm.sh("cat /tmp/monitor.log");
-        let (_, b) = connect_node(&mut lab, nxt);
+        let (b, _) = connect_node(&mut lab, nxt);
         std::thread::sleep(Duration::from_secs(window_s));
         let s = lab.snapshot();
         if s.member("md0", nxt).is_some() || s.get("md0", "degraded") != Some("1") {
@@ -350,7 +373,7 @@ fn bench_alternatives(reps: usize, window_s: u64) -> Value {
         lab.vm.sh(&format!(
             "nbd-client -d /dev/{nxt} >/dev/null 2>&1; touch /tmp/udev.on; : > /tmp/udev.log"
         ));
-        let (_, b2) = connect_node(&mut lab, nxt);
+        let (b2, _) = connect_node(&mut lab, nxt);
         let done = lab.vm.wait_for(
             "mdadm --incremental re-adds",
             Duration::from_secs(60),
@@ -381,6 +404,7 @@ fn bench_alternatives(reps: usize, window_s: u64) -> Value {
         wait_healed(&mut lab);
     }
     let udev = lab.vm.sh("cat /tmp/udev.log");
+    save_logs(&mut lab, "mdadm");
     json!({
         "incremental": {"usable_to_readd_s": stats(&incr), "udev_log_last_rep": udev},
         "monitor": {"readds": monitor_readds, "reps": reps, "window_s": window_s,
@@ -436,7 +460,7 @@ fn outage(
     lab.vm.sh(&format!(
         "rm -f /tmp/clean.at /tmp/lat.out; (while [ \"$(cat /sys/block/md0/md/degraded)\" != 0 ] || \
          [ \"$(cat /sys/block/md0/md/sync_action)\" != idle ]; do usleep 50000; done; \
-         cut -d' ' -f1 /proc/uptime > /tmp/clean.at) </dev/null >/dev/null 2>&1 & \
+         uevstamp now > /tmp/clean.at) </dev/null >/dev/null 2>&1 & \
          ({io} true) </dev/null >/dev/null 2>&1 &"
     ));
     lab.legs[1].server.restart();
@@ -553,6 +577,7 @@ fn bench_resync(outage_s: u64, mib: u64, leg_mib: u64, throttle_kbps: u64) -> Va
         true,
         14,
     ));
+    save_logs(&mut lab, "resync");
     json!(out)
 }
 
@@ -574,7 +599,7 @@ fn proc_counters(vm: &mut Vm, pidfile: &str) -> Value {
 fn bench_footprint(idle_s: u64) -> Value {
     let mut lab = lab("bench-idle", 32);
     lab.vm.sh(&format!(
-        "cat > /bin/monitor-event <<'EOF'\n{MONITOR_PROGRAM}EOF\nchmod +x /bin/monitor-event && \
+        "cat > /bin/monitor-event <<'EOF'\n{MONITOR_PROGRAM}EOF\nchmod +x /bin/monitor-event\n\
          setsid mdadm --monitor --scan --program=/bin/monitor-event </dev/null >/tmp/monitor.out 2>&1 & \
          echo $! > /tmp/monitor.pid"
     ));
@@ -607,6 +632,7 @@ fn bench_footprint(idle_s: u64) -> Value {
             "peak_rss_kib": b[i]["vmhwm_kib"], "rss_kib": b[i]["vmrss_kib"], "threads": b[i]["threads"],
         });
     }
+    save_logs(&mut lab, "footprint");
     eprintln!("bench: footprint {out}");
     out
 }
