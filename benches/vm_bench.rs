@@ -109,10 +109,10 @@ fn save_logs(lab: &mut Lab, name: &str) {
 /// The config every mdguard re-add scenario runs with (besides `[[reconnect]]`).
 /// Probe intervals are the shipped defaults; the start jitter (a deliberate
 /// random 0..10 s delay before each add, so a host's guests do not all resync
-/// at once) is off, so the figures show the mechanism, and the flap window is
-/// 1 s because the repetitions fail the same leg every few seconds.
+/// at once) is off, so the figures show the mechanism, and flap detection is
+/// off (window 0 s) because the repetitions fail the same leg every few seconds.
 const AGENT_CFG: &str = "[probe]\ninitial_interval_s = 2\nmax_interval_s = 60\ntimeout_ms = 5000\n\
-[throttle]\njitter_s = 0\n[heal]\nflap_window_s = 1\n";
+[throttle]\njitter_s = 0\n[heal]\nflap_window_s = 0\n";
 
 fn reconnect_cfg(lab: &Lab, nbd: &str, leg: usize) -> String {
     format!(
@@ -153,6 +153,8 @@ fn wait_healed(lab: &mut Lab) {
     lab.wait_snapshot("md0 healed", WAIT, |s| {
         s.get("md0", "degraded") == Some("0") && s.get("md0", "sync_action") == Some("idle")
     });
+    // let md settle (bitmap cleared, superblocks written) before the next failure
+    std::thread::sleep(Duration::from_secs(2));
 }
 
 /// The dead leg's node goes away (as a detached vbd's does): disconnect it and
@@ -230,12 +232,22 @@ fn bench_probe_hint(reps: usize, outage_s: u64) -> Value {
     let mut cfg = AGENT_CFG.to_string();
     cfg.push_str(&reconnect_cfg(&lab, "nbd1", 1));
     start_agent(&mut lab, &cfg);
-    let (mut probe, mut hint, mut rtt) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut probe, mut hint, mut rtt, mut outages) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     for i in 0..2 * reps {
         let hinted = i % 2 == 1;
+        // The outage is drawn uniformly from [outage_s, 2 outage_s) (fixed seed)
+        // so the server returns at any point of mdguard's backoff schedule
+        // (retries 2, 6, 14, 30, 62 s after the failure), not at one lucky point.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let this = outage_s as f64 * (1.0 + (x % 1000) as f64 / 1000.0);
+        outages.push(this);
         let t_kill = Instant::now();
         fail_leg(&mut lab, 1 + i as u64 % 16, 1);
-        let left = Duration::from_secs(outage_s).saturating_sub(t_kill.elapsed());
+        let left = Duration::from_secs_f64(this).saturating_sub(t_kill.elapsed());
         std::thread::sleep(left);
         let before = log_times(&agent_log(&mut lab), "re-added nbd1").len();
         lab.legs[1].server.restart();
@@ -252,7 +264,7 @@ fn bench_probe_hint(reps: usize, outage_s: u64) -> Value {
         });
         let d = readd - usable;
         eprintln!(
-            "bench: {} rep {}: server back -> re-added {d:.3} s",
+            "bench: {} rep {}: outage {this:.1} s, server back -> re-added {d:.3} s",
             if hinted { "hint" } else { "probe" },
             i / 2
         );
@@ -265,7 +277,7 @@ fn bench_probe_hint(reps: usize, outage_s: u64) -> Value {
     }
     save_logs(&mut lab, "probe-hint");
     json!({"probe": {"usable_to_readd_s": stats(&probe)}, "hint": {"usable_to_readd_s": stats(&hint)},
-           "outage_s": outage_s, "usable_timestamp_step_rtt_s": stats(&rtt)})
+           "outage_s": outage_s, "outages_s": stats(&outages), "usable_timestamp_step_rtt_s": stats(&rtt)})
 }
 
 /// udev's 64-md-raid-assembly.rules runs `mdadm --incremental --export $devnode
@@ -679,8 +691,8 @@ fn table(r: &Value) -> String {
         mon["readds"], mon["reps"], mon["window_s"], ms(&mon["fail_event_after_kernel_s"])
     ));
     t.push_str(&format!(
-        "| probe: same node, server back after a {} s outage, mdguard's timer (2 s doubling to 60 s) | mdguard | {} |\n",
-        ra["probe_hint"]["outage_s"], ms(&ra["probe_hint"]["probe"]["usable_to_readd_s"])
+        "| probe: same node (mdguard reconnects it), server back after {}-{} s, mdguard's timer (2 s doubling to 60 s) | mdguard | {} |\n",
+        ra["probe_hint"]["outage_s"], ra["probe_hint"]["outage_s"].as_u64().unwrap_or(0) * 2, ms(&ra["probe_hint"]["probe"]["usable_to_readd_s"])
     ));
     t.push_str(&format!(
         "| hint: same, SIGUSR1 right after (= dom0's probe request) | mdguard | {} |\n\n",
