@@ -537,7 +537,9 @@ fn parse_lat(out: &str) -> Value {
 
 fn bench_resync(outage_s: u64, mib: u64, leg_mib: u64, throttle_kbps: u64) -> Value {
     let mut lab = lab("bench-resync", leg_mib);
-    let mut cfg = AGENT_CFG.to_string();
+    // first no throttle of mdguard's at all: no ceiling, and no division while
+    // the guest's I/O is busy (the kernel's own 200000 KiB/s limit applies)
+    let mut cfg = AGENT_CFG.replace("jitter_s = 0\n", "jitter_s = 0\nbusy_divisor = 1\n");
     cfg.push_str(&reconnect_cfg(&lab, "nbd1", 1));
     start_agent(&mut lab, &cfg);
     // the guest's I/O with nothing else going on
@@ -566,7 +568,7 @@ fn bench_resync(outage_s: u64, mib: u64, leg_mib: u64, throttle_kbps: u64) -> Va
     let short = outage_s.min(10);
     out.push(outage(
         &mut lab,
-        "no bitmap, guest I/O, mdguard throttle off",
+        "no bitmap, guest I/O, mdguard throttle off (max_kbps = 0, busy_divisor = 1)",
         short,
         1,
         leg_mib,
@@ -582,7 +584,7 @@ fn bench_resync(outage_s: u64, mib: u64, leg_mib: u64, throttle_kbps: u64) -> Va
     start_agent(&mut lab, &cfg);
     out.push(outage(
         &mut lab,
-        &format!("no bitmap, guest I/O, mdguard throttle max_kbps = {throttle_kbps}"),
+        &format!("no bitmap, guest I/O, mdguard throttle max_kbps = {throttle_kbps} (/4 while the guest's I/O is busy: the default busy_divisor)"),
         short,
         1,
         leg_mib,
@@ -719,13 +721,18 @@ fn table(r: &Value) -> String {
                 Value::Null => "-".to_string(),
                 v => format!("{v}{unit}"),
             };
+            let leg = match c["leg_mib_written_by_server"].as_f64() {
+                None => "-".to_string(),
+                Some(m) if c["guest_io"].is_null() => format!("{m:.1}"),
+                Some(m) => format!("{m:.1} (with the guest's writes)"),
+            };
             t.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} |\n",
                 c["case"].as_str().unwrap_or(""),
                 opt("outage_s", " s"),
                 opt("written_during_outage_mib", " MiB"),
                 opt("resync_s", " s"),
-                opt("leg_mib_written_by_server", ""),
+                leg,
                 io("read"),
                 io("write")
             ));
@@ -744,9 +751,13 @@ fn table(r: &Value) -> String {
             ("mdadm_monitor", "`mdadm --monitor --scan`"),
         ] {
             let x = &fp[k];
+            let f = |k: &str| x[k].as_f64().unwrap_or(f64::NAN);
             t.push_str(&format!(
-                "| {name} | {} | {} | {} KiB | {} |\n",
-                x["context_switches_per_min"], x["cpu_s"], x["peak_rss_kib"], x["threads"]
+                "| {name} | {:.1} | {:.2} | {:.0} KiB | {:.0} |\n",
+                f("context_switches_per_min"),
+                f("cpu_s"),
+                f("peak_rss_kib"),
+                f("threads")
             ));
         }
         t.push('\n');
@@ -771,9 +782,23 @@ fn table(r: &Value) -> String {
     t
 }
 
+/// Print the table of a results file again (e.g. benches/results/latest.json).
+#[test]
+#[ignore = "benchmark: run benches/run.sh"]
+fn table_from_json() {
+    let Some(p) = std::env::var_os("MDGUARD_BENCH_TABLE_FROM") else {
+        return;
+    };
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    println!("{}", table(&r));
+}
+
 #[test]
 #[ignore = "benchmark: run benches/run.sh"]
 fn bench() {
+    if std::env::var_os("MDGUARD_BENCH_TABLE_FROM").is_some() {
+        return;
+    }
     let reps = env_u64("MDGUARD_BENCH_REPS", 10) as usize;
     let idle_s = env_u64("MDGUARD_BENCH_IDLE_S", 600);
     let outage_s = env_u64("MDGUARD_BENCH_OUTAGE_S", 10);
