@@ -9,7 +9,7 @@
 # MDGUARD_BENCH_REPS, MDGUARD_BENCH_IDLE_S, MDGUARD_BENCH_OUTAGE_S,
 # MDGUARD_BENCH_RESYNC_OUTAGE_S, MDGUARD_BENCH_RESYNC_MIB, MDGUARD_BENCH_LEG_MIB,
 # MDGUARD_BENCH_WINDOW_S, MDGUARD_BENCH_THROTTLE_KBPS, MDGUARD_BENCH_ONLY
-# (comma list of event,mdadm,probe,resync,footprint).
+# (comma list of event,mdadm,probe,resync,footprint,xenstore).
 # Writes target/bench/results.json and results.md, and prints the table.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,6 +22,7 @@ if [[ ${1:-} == --quick ]]; then
 fi
 start=$(date +%s)
 bash tests/vm/provision.sh
+bash tests/xs/provision.sh   # xenstored, for the idle agent's xenstore writes
 cargo build --locked --release --bin mdguard --example iolat --example uevstamp
 mkdir -p target/bench
 # The parser's cost, on the host.

@@ -15,6 +15,8 @@
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
+#[path = "../tests/xs/fixture.rs"]
+mod xs_fixture;
 
 use harness::{Lab, LabConfig, Layout, Vm};
 use serde_json::{json, Value};
@@ -651,6 +653,74 @@ fn bench_footprint(idle_s: u64) -> Value {
     out
 }
 
+/// xenstore writes of an idle healthy agent: a real xenstored (the xenstore
+/// tier's fixture, tests/xs) with its trace file on, the agent connected as
+/// guest domain 7 over a root whose /proc/mdstat is a healthy capture
+/// (tests/fixtures/mdstat/vm-clean.txt). Counts the guest's WRITE requests
+/// after its first report has settled.
+fn bench_xenstore(idle_s: u64) -> Value {
+    if !std::path::Path::new(xs_fixture::XENSTORED).exists() {
+        return json!({"skipped": format!("{} missing: run tests/xs/provision.sh", xs_fixture::XENSTORED)});
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let trace = tmp.path().join("xenstored.trace");
+    let mut xs = xs_fixture::Xenstored::start_with(&["-T", trace.to_str().unwrap()]);
+    let guest = xs.add_guest(7, "bench7");
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("proc")).unwrap();
+    std::fs::write(
+        root.join("proc/mdstat"),
+        include_str!("../tests/fixtures/mdstat/vm-clean.txt"),
+    )
+    .unwrap();
+    let cfg = tmp.path().join("mdguard.toml");
+    std::fs::write(&cfg, AGENT_CFG).unwrap();
+    let log = tmp.path().join("agent.log");
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_mdguard"))
+        .args(["run", "--foreground", "--root"])
+        .arg(&root)
+        .arg("--config")
+        .arg(&cfg)
+        .env("XENSTORED_PATH", &guest)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let writes = || -> Vec<String> {
+        std::fs::read_to_string(&trace)
+            .unwrap_or_default()
+            .lines()
+            // the guest writes under its home with relative paths
+            .filter(|l| {
+                l.starts_with("IN ") && l.contains(" WRITE (") && l.contains("data/mdguard/")
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    let first = xs_fixture::wait_for(Duration::from_secs(30), || {
+        writes()
+            .iter()
+            .any(|l| l.contains("data/mdguard/health"))
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let at_start = writes();
+    std::thread::sleep(Duration::from_secs(idle_s));
+    let at_end = writes();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let v = json!({
+        "idle_s": idle_s, "first_report_seen": first.is_some(),
+        "writes_in_first_report": at_start.len(), "writes_while_idle": at_end.len() - at_start.len(),
+        "first_report_sample": at_start.iter().take(3).collect::<Vec<_>>(),
+        "trace_head": std::fs::read_to_string(&trace).unwrap_or_default().lines().take(if first.is_some() { 0 } else { 30 }).collect::<Vec<_>>(),
+        "agent_log": std::fs::read_to_string(&log).unwrap_or_default(),
+    });
+    eprintln!("bench: xenstore {v}");
+    v
+}
+
 fn host(cmd: &str) -> String {
     std::process::Command::new("sh")
         .args(["-c", cmd])
@@ -762,6 +832,13 @@ fn table(r: &Value) -> String {
         }
         t.push('\n');
     }
+    let x = &r["xenstore_idle"];
+    if !x.is_null() {
+        t.push_str(&format!(
+            "xenstore writes by an idle healthy agent (real xenstored, {} s): {} (its first report: {} writes).\n\n",
+            x["idle_s"], x["writes_while_idle"], x["writes_in_first_report"]
+        ));
+    }
     t.push_str(&format!(
         "Binary (stripped, x86_64): mdguard {} bytes; Debian's mdadm {} bytes.\n",
         r["binary"]["mdguard_bytes"], r["binary"]["mdadm_bytes"]
@@ -817,6 +894,7 @@ fn bench() {
 
     // the footprint guest idles alongside the others (it only counts)
     let fp = want("footprint").then(|| std::thread::spawn(move || bench_footprint(idle_s)));
+    let xs = want("xenstore").then(|| std::thread::spawn(move || bench_xenstore(idle_s)));
     let mut r = json!({
         "date": host("date -u +%Y-%m-%dT%H:%M:%SZ"),
         "machine": {
@@ -848,6 +926,9 @@ fn bench() {
     }
     if let Some(h) = fp {
         r["footprint"] = h.join().expect("footprint thread");
+    }
+    if let Some(h) = xs {
+        r["xenstore_idle"] = h.join().expect("xenstore thread");
     }
     let bin = env!("CARGO_BIN_EXE_mdguard");
     r["binary"] = json!({
