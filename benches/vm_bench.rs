@@ -103,7 +103,7 @@ fn save_logs(lab: &mut Lab, name: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     let all = lab.vm.sh(
         "for f in /tmp/mdguard.log* /tmp/monitor.log /tmp/udev.log /tmp/udev.out; do \
-         [ -e $f ] && {{ echo \"=== $f\"; cat $f; }}; done; echo '=== dmesg'; dmesg | tail -200; true",
+         [ -e $f ] && { echo \"=== $f\"; cat $f; }; done; echo '=== dmesg'; dmesg | tail -200; true",
     );
     std::fs::write(dir.join(format!("{name}.log")), all).unwrap();
 }
