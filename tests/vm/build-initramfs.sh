@@ -52,6 +52,11 @@ else
 fi
 chmod 0755 "$stage/bin/mdguard"
 copy_bin "$mdguard" bin/mdguard.libs-only && rm -f "$stage/bin/mdguard.libs-only"
+# Extra programs for one run, "SRC:DEST ..." (benches/run.sh adds its I/O
+# latency tool this way); unset for the tests.
+for extra in ${MDGUARD_VM_EXTRA:-}; do
+    copy_bin "${extra%%:*}" "${extra#*:}"
+done
 
 # Modules: one --show-depends per module (extra words would be parameters).
 # The order is dependency order; keep the first occurrence of each.
