@@ -119,6 +119,7 @@ pub struct XenLab {
     pub nbd_opts: String,
     name: String,
     started: Instant,
+    ready_at: Duration,
     dir: tempfile::TempDir,
 }
 
@@ -178,6 +179,7 @@ impl XenLab {
             nbd_opts: "-t 5".to_string(),
             name: name.to_string(),
             started,
+            ready_at: Duration::ZERO,
             dir,
         };
         lab.dom0_sh("touch /etc/xen/xl.conf");
@@ -255,7 +257,13 @@ impl XenLab {
         );
         timings.initial_resync = t.elapsed();
         lab.timings = timings;
+        lab.ready_at = lab.started.elapsed();
         lab.print_timings();
+    }
+
+    /// Time from the lab's start to md0 built in the domU.
+    pub fn ready_at(&self) -> Duration {
+        self.ready_at
     }
 
     pub fn dir(&self) -> &Path {
