@@ -217,3 +217,114 @@ fn server_dies_and_comes_back() {
     );
     finish(&mut lab, t0, "server_dies_and_comes_back");
 }
+
+/// Scenario 2: `xl block-detach` of a healthy leg, then `xl block-attach` of
+/// the same backing device. The first write after the detach fails xvdc in
+/// md; the vbd comes back as a new node (xvdd: the domU still holds the old
+/// one), and mdguard adds it because its superblock proves it is md0's
+/// role 1, not because of its name. No hint from dom0.
+#[test]
+#[ignore = "Xen test: run tests/xen/run.sh (provisions Xen, builds the images)"]
+fn block_detach_then_attach() {
+    let t0 = Instant::now();
+    let mut lab = XenLab::start("detach-attach");
+    start_agent(&mut lab);
+    let s = lab.dom0.run(
+        &format!("xl block-detach {GUEST} xvdc"),
+        Duration::from_secs(120),
+    );
+    eprintln!("dom0 block-detach: {s:?}");
+    let sha = write_data(&mut lab, 16, 4);
+    lab.wait_domu("md0 degraded", Duration::from_secs(60), |l| {
+        md0(l).starts_with("1 ")
+    });
+    lab.dom0_sh(&format!("xl block-attach {GUEST} phy:/dev/nbd1,xvdd,w"));
+    assert_whole(&mut lab, &sha, 16, 4);
+    let log = agent_log(&mut lab);
+    assert!(
+        log.contains("new device xvdd carries this array's superblock")
+            && log.contains("re-added xvdd"),
+        "xvdd not matched by its superblock:\n{log}"
+    );
+    assert!(md0(&mut lab).contains("xvdd"), "xvdd not a member");
+    finish(&mut lab, t0, "block_detach_then_attach");
+}
+
+/// Scenario 3: dom0 talks to the agent through `mdguard host`: a budget, a
+/// ping, a probe request; and writes the guest may not make fail cleanly:
+/// the guest's own `xenstore-write` to dom0's control key is refused, and when
+/// dom0 takes the guest's write permission on `data/mdguard/health` away,
+/// mdguard logs the refused publish precisely, keeps healing and keeps
+/// answering pings.
+#[test]
+#[ignore = "Xen test: run tests/xen/run.sh (provisions Xen, builds the images)"]
+fn dom0_controls_and_refused_writes() {
+    let t0 = Instant::now();
+    let mut lab = XenLab::start("control");
+    start_agent(&mut lab);
+    let d = lab.domid;
+    let out = lab.dom0_sh(&format!(
+        "mdguard host set-budget --kbps 300 --domain {GUEST}"
+    ));
+    assert!(out.contains("budget_kbps=300"), "{out}");
+    lab.wait_domu("budget taken", Duration::from_secs(60), |l| {
+        agent_log(l).contains("dom0 set the resync budget to 300 KiB/s")
+    });
+    let s = lab.dom0.run(
+        &format!("mdguard host ping --domain {GUEST} --timeout 60"),
+        Duration::from_secs(90),
+    );
+    assert!(s.status == 0 && s.stdout.contains("pong in"), "ping: {s:?}");
+    eprintln!("dom0 ping: {}", s.stdout.trim());
+    lab.dom0_sh(&format!("mdguard host probe --domain {GUEST}"));
+    lab.wait_domu("probe request seen", Duration::from_secs(60), |l| {
+        agent_log(l).contains("dom0 asked for a probe")
+    });
+
+    // the guest writing dom0's key: refused by xenstored, value unchanged
+    let s = lab.domu(
+        "xenstore-write control/mdguard/budget_kbps 999999",
+        Duration::from_secs(60),
+    );
+    assert_ne!(s.status, 0, "the guest wrote dom0's control key: {s:?}");
+    eprintln!(
+        "domU write to control/mdguard/budget_kbps: status {} {}",
+        s.status,
+        s.stderr.trim()
+    );
+    let v = lab.dom0_sh(&format!(
+        "xenstore-read /local/domain/{d}/control/mdguard/budget_kbps"
+    ));
+    assert_eq!(v.trim(), "300");
+
+    // dom0 takes the guest's own key away: mdguard's publish is refused
+    lab.dom0_sh(&format!(
+        "xenstore-chmod /local/domain/{d}/data/mdguard/health n0 r{d}"
+    ));
+    lab.domu_sh("mdadm /dev/md0 --fail /dev/xvdc");
+    let sha = write_data(&mut lab, 24, 2);
+    lab.wait_domu("refused publish logged", Duration::from_secs(60), |l| {
+        agent_log(l).contains("publishing health failed")
+    });
+    let log = agent_log(&mut lab);
+    let line = log
+        .lines()
+        .find(|l| l.contains("publishing health failed"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.contains("EACCES"), "not precise: {line}");
+    eprintln!("mdguard reported: {line}");
+    let health = lab.dom0_sh(&format!(
+        "xenstore-read /local/domain/{d}/data/mdguard/health"
+    ));
+    assert_eq!(health.trim(), "ok", "the refused key changed");
+    let s = lab.dom0.run(
+        &format!("mdguard host ping --domain {GUEST} --timeout 60"),
+        Duration::from_secs(90),
+    );
+    assert!(s.status == 0, "no pong after the refused write: {s:?}");
+    assert_whole(&mut lab, &sha, 24, 2);
+    let pid = lab.domu_sh("cat /tmp/mdguard.pid");
+    lab.domu_sh(&format!("kill -0 {}", pid.trim()));
+    finish(&mut lab, t0, "dom0_controls_and_refused_writes");
+}
