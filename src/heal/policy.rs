@@ -826,6 +826,29 @@ impl Engine {
                     .unwrap_or_else(|| "spare".into())
             ),
         ));
+        // a member md still lists as faulty (the vbd this device replaces: xvdc
+        // detached and attached again as xvdd) keeps its descriptor number, and
+        // ADD_NEW_DISK with that number fails with EBUSY until it is removed
+        // (seen in Xen): remove it and forget it. Only that one: another faulty
+        // leg may still come back on its own node.
+        for m in a
+            .members
+            .iter()
+            .filter(|m| m.faulty && m.device != device && m.descriptor == Some(sb.dev_number))
+        {
+            out.push(log(
+                Level::Info,
+                format!(
+                    "{}: removing faulty {} so {device} can take its place",
+                    a.name, m.device
+                ),
+            ));
+            out.push(Action::Remove {
+                array: a.name.clone(),
+                device: m.device.clone(),
+            });
+            self.legs.remove(&(a.name.clone(), m.device.clone()));
+        }
         let key = (a.name.clone(), device.to_string());
         self.legs.insert(key.clone(), leg);
         if jitter == 0 {

@@ -295,6 +295,50 @@ fn new_node_matched_by_superblock_uuid_and_role() {
     );
 }
 
+/// A vbd detached and attached again under a new name while md still lists the
+/// old node as faulty: ADD_NEW_DISK would hit the old node's descriptor number
+/// (EBUSY), so that member (and no other) is removed first, then the new one added.
+#[test]
+fn new_node_replacing_a_faulty_member_removes_that_member_first() {
+    let with_faulty = || {
+        let mut leg1 = member("xvdc", None, &["faulty"]);
+        leg1.descriptor = Some(1);
+        // a third, unrelated faulty leg of a 3-way mirror: not this device's place
+        let mut leg2 = member("xvde", None, &["faulty"]);
+        leg2.descriptor = Some(2);
+        let mut a = raid1(vec![member("xvdb", Some(0), &["in_sync"]), leg1, leg2]);
+        a.raid_disks = Some(3);
+        a.degraded = Some(2);
+        a.derive_health();
+        snap(vec![a])
+    };
+    let mut e = engine();
+    e.on_snapshot(&with_faulty(), &Env::default(), 0);
+    e.on_device("xvdd");
+    let a = e.on_snapshot(&with_faulty(), &Env::default(), 1);
+    assert!(non_log(&a).contains(&probe("xvdd")), "{a:?}");
+    let a = e.on_probe(&with_faulty(), "xvdd", sb(UUID, 1, 100), 2);
+    assert_eq!(
+        non_log(&a),
+        vec![
+            Action::Remove {
+                array: "md0".into(),
+                device: "xvdc".into(),
+            },
+            Action::Add {
+                array: "md0".into(),
+                device: "xvdd".into(),
+                role: Some(1),
+                dev_number: Some(1)
+            }
+        ]
+    );
+    assert!(
+        logs(&a).iter().any(|l| l.contains("removing faulty xvdc")),
+        "{a:?}"
+    );
+}
+
 #[test]
 fn never_by_name_alone_foreign_superblock_is_never_added_and_logged_once() {
     let mut e = engine();

@@ -11,6 +11,7 @@ pub mod agree;
 pub mod proc;
 pub mod storage;
 pub mod vm;
+pub mod xen;
 
 pub use storage::{ImageFormat, StorageServer};
 pub use vm::{Step, Vm};

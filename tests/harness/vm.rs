@@ -42,39 +42,48 @@ pub struct Vm {
 impl Vm {
     /// Boot a guest whose files (socket, console log) live in `dir`.
     pub fn boot(assets: &Assets, dir: &Path) -> Vm {
-        let sock = dir.join("ctl.sock");
-        let console = dir.join("console.log");
-        let listener = UnixListener::bind(&sock).expect("bind control socket");
-        listener.set_nonblocking(true).unwrap();
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", "tcg", "-m", "256", "-smp", "1"])
-            .args([
-                "-nographic",
-                "-nodefaults",
-                "-monitor",
-                "none",
-                "-no-reboot",
-            ])
             .arg("-kernel")
             .arg(&assets.vmlinux)
             .arg("-initrd")
             .arg(&assets.initramfs)
-            .args(["-append", "console=ttyS0 panic=-1 rdinit=/init"])
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
-            .args([
-                "-netdev",
-                "user,id=n0",
-                "-device",
-                "virtio-net-pci,netdev=n0",
-            ])
-            .args(["-device", "virtio-serial-pci"])
-            .arg("-chardev")
-            .arg(format!("socket,id=ctl,path={}", sock.display()))
-            .args(["-device", "virtserialport,chardev=ctl,name=org.mdguard.ctl"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("qemu.stderr")).expect("qemu stderr file"));
+            .args(["-append", "console=ttyS0 panic=-1 rdinit=/init"]);
+        Vm::launch(cmd, dir, BOOT_TIMEOUT)
+    }
+
+    /// Start `cmd` (qemu-system-x86_64 with the machine, kernel and initrd
+    /// chosen) with what every guest of the harness gets: no display, the
+    /// first serial port in `dir/console.log`, user-mode networking on
+    /// virtio-net, and the step channel (virtio-serial port
+    /// `org.mdguard.ctl` on `dir/ctl.sock`); wait for READY within `timeout`.
+    pub fn launch(mut cmd: Command, dir: &Path, timeout: Duration) -> Vm {
+        let sock = dir.join("ctl.sock");
+        let console = dir.join("console.log");
+        let listener = UnixListener::bind(&sock).expect("bind control socket");
+        listener.set_nonblocking(true).unwrap();
+        cmd.args([
+            "-nographic",
+            "-nodefaults",
+            "-monitor",
+            "none",
+            "-no-reboot",
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .args([
+            "-netdev",
+            "user,id=n0",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ])
+        .args(["-device", "virtio-serial-pci"])
+        .arg("-chardev")
+        .arg(format!("socket,id=ctl,path={}", sock.display()))
+        .args(["-device", "virtserialport,chardev=ctl,name=org.mdguard.ctl"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("qemu.stderr")).expect("qemu stderr file"));
         let t0 = Instant::now();
         let mut proc = Proc::spawn("qemu-system-x86_64", &mut cmd)
             .expect("qemu-system-x86_64 (run tests/vm/provision.sh)");
@@ -88,7 +97,7 @@ impl Vm {
                 let err = std::fs::read_to_string(dir.join("qemu.stderr")).unwrap_or_default();
                 panic!("qemu exited ({st}) before connecting: {err}");
             }
-            assert!(t0.elapsed() < BOOT_TIMEOUT, "qemu never connected");
+            assert!(t0.elapsed() < timeout, "qemu never connected");
             std::thread::sleep(Duration::from_millis(10));
         };
         stream.set_nonblocking(false).unwrap();
@@ -101,7 +110,7 @@ impl Vm {
             boot_time: Duration::ZERO,
             guest_ready_uptime: 0.0,
         };
-        let deadline = t0 + BOOT_TIMEOUT;
+        let deadline = t0 + timeout;
         loop {
             let line = vm
                 .read_line(deadline)
