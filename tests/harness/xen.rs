@@ -151,8 +151,14 @@ impl XenLab {
             !kernel.contains(',') && !initrd.contains(','),
             "paths with commas cannot be multiboot modules"
         );
+        // QEMU's CPU model (MDGUARD_XEN_CPU overrides). Not `max`: with it,
+        // user programs in dom0 and the domU segfaulted at random under TCG
+        // (busybox twice at the same instruction, libxenstore once: 2 and 3
+        // of 3 scenarios lost their control channel in two runs); with
+        // Nehalem (no AVX, no XSAVE) none did. See tests/xen/README.md.
+        let cpu = std::env::var("MDGUARD_XEN_CPU").unwrap_or_else(|_| "Nehalem".into());
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-cpu", "max", "-m", "2048", "-smp", "2"])
+        cmd.args(["-accel", "tcg", "-cpu", &cpu, "-m", "2048", "-smp", "2"])
             .arg("-kernel")
             .arg(&assets.xen)
             .args([

@@ -94,6 +94,9 @@ trap 'rm -rf "$work"' EXIT
 s=$work/domu
 new_stage "$s"
 copy_bin "$s" "$(command -v mdadm || echo /sbin/mdadm)" sbin/mdadm
+# domu-ctl runs under bash: busybox's ash, as the long-lived loop, segfaulted
+# under Xen PV (twice at the same address in busybox, killing the channel)
+copy_bin "$s" /bin/bash bin/bash
 for t in "${xs_tools[@]}"; do copy_bin "$s" "/usr/bin/$t" "usr/bin/$t"; done
 copy_mdguard "$s"
 copy_mods "$s" xen-blkfront md_mod raid1
