@@ -474,7 +474,7 @@ fn outage(
     lab.vm.sh(&format!(
         "rm -f /tmp/clean.at /tmp/lat.out; (while [ \"$(cat /sys/block/md0/md/degraded)\" != 0 ] || \
          [ \"$(cat /sys/block/md0/md/sync_action)\" != idle ]; do usleep 50000; done; \
-         uevstamp now > /tmp/clean.at) </dev/null >/dev/null 2>&1 & \
+         uevstamp now > /tmp/clean.at.t && mv /tmp/clean.at.t /tmp/clean.at) </dev/null >/dev/null 2>&1 & \
          ({io} true) </dev/null >/dev/null 2>&1 &"
     ));
     lab.legs[1].server.restart();
@@ -486,7 +486,7 @@ fn outage(
     let clean = lab
         .vm
         .wait_for("md0 whole again", Duration::from_secs(1800), |vm| {
-            vm.read("/tmp/clean.at").map(|s| num(&s))
+            vm.read("/tmp/clean.at").and_then(|s| s.parse::<f64>().ok())
         });
     // what the storage server wrote to its image since it restarted: the
     // resync plus md's superblock/bitmap updates (and, with_io, the guest's writes)
@@ -721,6 +721,24 @@ fn bench_xenstore(idle_s: u64) -> Value {
     v
 }
 
+/// Run one scenario; a panic (a scenario that could not be carried out) is
+/// recorded as `{"error": ...}` so the other figures are still written.
+fn guarded<T>(name: &str, errors: &mut Vec<String>, f: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into());
+            eprintln!("bench: {name} failed: {msg}");
+            errors.push(format!("{name}: {msg}"));
+            None
+        }
+    }
+}
+
 fn host(cmd: &str) -> String {
     std::process::Command::new("sh")
         .args(["-c", cmd])
@@ -910,26 +928,42 @@ fn bench() {
                    "legs": "qemu-nbd on the host over QEMU user networking, nbd-client -t 5, md RAID1 metadata 1.2, bitmap chunk 1 MiB; re-add legs 32 MiB"},
         "readd": {},
     });
+    let mut errors = Vec::new();
     if want("event") {
-        let (v, logs) = bench_event(reps);
-        r["readd"]["event"] = v;
-        std::fs::write(out_dir.join("event-mdguard.log"), &logs[0]).unwrap();
+        if let Some((v, _)) = guarded("event", &mut errors, || bench_event(reps)) {
+            r["readd"]["event"] = v;
+        }
     }
     if want("mdadm") {
-        r["readd"]["mdadm"] = bench_alternatives(reps, window_s);
+        if let Some(v) = guarded("mdadm", &mut errors, || bench_alternatives(reps, window_s)) {
+            r["readd"]["mdadm"] = v;
+        }
     }
     if want("probe") {
-        r["readd"]["probe_hint"] = bench_probe_hint(reps, outage_s);
+        if let Some(v) = guarded("probe", &mut errors, || bench_probe_hint(reps, outage_s)) {
+            r["readd"]["probe_hint"] = v;
+        }
     }
     if want("resync") {
-        r["resync"] = bench_resync(resync_outage_s, resync_mib, leg_mib, throttle);
+        if let Some(v) = guarded("resync", &mut errors, || {
+            bench_resync(resync_outage_s, resync_mib, leg_mib, throttle)
+        }) {
+            r["resync"] = v;
+        }
     }
     if let Some(h) = fp {
-        r["footprint"] = h.join().expect("footprint thread");
+        match h.join() {
+            Ok(v) => r["footprint"] = v,
+            Err(_) => errors.push("footprint: panicked".into()),
+        }
     }
     if let Some(h) = xs {
-        r["xenstore_idle"] = h.join().expect("xenstore thread");
+        match h.join() {
+            Ok(v) => r["xenstore_idle"] = v,
+            Err(_) => errors.push("xenstore: panicked".into()),
+        }
     }
+    r["errors"] = json!(errors);
     let bin = env!("CARGO_BIN_EXE_mdguard");
     r["binary"] = json!({
         "mdguard": bin, "mdguard_bytes": std::fs::metadata(bin).map(|m| m.len()).unwrap_or(0),
@@ -949,5 +983,9 @@ fn bench() {
     println!(
         "(target/bench/results.json; {:.0} s; load at start {load_start})",
         t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        errors.is_empty(),
+        "scenarios that could not be carried out: {errors:?}"
     );
 }
