@@ -495,11 +495,7 @@ impl Client {
 
     /// `Ok(None)` when the node does not exist.
     pub fn try_read(&mut self, path: &str) -> Result<Option<Vec<u8>>> {
-        match self.read(path) {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        absent_as_none(self.read(path))
     }
 
     pub fn write(&mut self, path: &str, value: &[u8]) -> Result<()> {
@@ -714,6 +710,15 @@ pub struct Txn<'a> {
     id: u32,
 }
 
+/// A read's result with "no such node" turned into `Ok(None)`.
+fn absent_as_none(r: Result<Vec<u8>>) -> Result<Option<Vec<u8>>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl Txn<'_> {
     pub fn id(&self) -> u32 {
         self.id
@@ -722,11 +727,7 @@ impl Txn<'_> {
         self.client.read_in(self.id, path)
     }
     pub fn try_read(&mut self, path: &str) -> Result<Option<Vec<u8>>> {
-        match self.read(path) {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        absent_as_none(self.read(path))
     }
     pub fn write(&mut self, path: &str, value: &[u8]) -> Result<()> {
         self.client.write_in(self.id, path, value)
