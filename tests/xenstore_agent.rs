@@ -7,17 +7,8 @@ mod fixture;
 
 use fixture::{wait_for, Xenstored};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-fn host(xs: &Xenstored, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mdguard"))
-        .arg("host")
-        .args(args)
-        .env("XENSTORED_PATH", &xs.socket)
-        .output()
-        .unwrap()
-}
 
 struct Agent(Child);
 
@@ -81,7 +72,7 @@ fn agent_reports_to_dom0_and_obeys_its_requests() {
 
     // dom0 sees the guest's health, read from xenstore
     let status = wait_for(Duration::from_secs(20), || {
-        let o = host(&xs, &["status", "--json"]);
+        let o = xs.mdguard_host(&["status", "--json"]);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
         let g = v["guests"]
             .as_array()?
@@ -94,7 +85,7 @@ fn agent_reports_to_dom0_and_obeys_its_requests() {
         status.unwrap_or_else(|| panic!("dom0 never saw the guest degraded:\n{}", agent_log()));
     assert_eq!(o.status.code(), Some(2), "worst guest degraded -> CRITICAL");
     assert_eq!(g["name"], "web7");
-    let text = String::from_utf8_lossy(&host(&xs, &["status"]).stdout).into_owned();
+    let text = String::from_utf8_lossy(&xs.mdguard_host(&["status"]).stdout).into_owned();
     assert!(text.contains("web7") && text.contains("degraded"), "{text}");
     // what the guest wrote, as dom0 reads it
     let md1 = xs.tool_ok(
@@ -106,7 +97,7 @@ fn agent_reports_to_dom0_and_obeys_its_requests() {
     assert!(md1.len() < 1024);
 
     // ping: the agent answers under data/mdguard/pong
-    let o = host(&xs, &["ping", "--domain", "7", "--timeout", "10"]);
+    let o = xs.mdguard_host(&["ping", "--domain", "7", "--timeout", "10"]);
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -116,7 +107,7 @@ fn agent_reports_to_dom0_and_obeys_its_requests() {
     );
 
     // budget: the recovering md0 is throttled to it
-    let o = host(&xs, &["set-budget", "--kbps", "5000", "--domain", "7"]);
+    let o = xs.mdguard_host(&["set-budget", "--kbps", "5000", "--domain", "7"]);
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -131,7 +122,7 @@ fn agent_reports_to_dom0_and_obeys_its_requests() {
     assert!(agent_log().contains("dom0 set the resync budget to 5000 KiB/s"));
 
     // probe now
-    let o = host(&xs, &["probe", "--domain", "7"]);
+    let o = xs.mdguard_host(&["probe", "--domain", "7"]);
     assert_eq!(o.status.code(), Some(0));
     let seen = wait_for(Duration::from_secs(10), || {
         agent_log().contains("dom0 asked for a probe").then_some(())
@@ -149,6 +140,6 @@ fn agent_reports_to_dom0_and_obeys_its_requests() {
             .then_some(())
     });
     assert!(seen.is_some(), "{}", agent_log());
-    let o = host(&xs, &["ping", "--domain", "7", "--timeout", "10"]);
+    let o = xs.mdguard_host(&["ping", "--domain", "7", "--timeout", "10"]);
     assert_eq!(o.status.code(), Some(0), "still answering after garbage");
 }

@@ -12,15 +12,6 @@ use mdguard::xenstore::{Access, Client, Endpoint, Error, Perm, XsErrno};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn mdguard(xs: &Xenstored, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mdguard"))
-        .arg("host")
-        .args(args)
-        .env("XENSTORED_PATH", &xs.socket)
-        .output()
-        .unwrap()
-}
-
 fn out(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
@@ -64,7 +55,7 @@ fn status_lists_guests_and_exits_with_the_worst() {
     let _s6 = xs.add_guest(6, "db");
     xs.add_guest(7, "noagent");
     // Nothing published yet: unknown (3).
-    let o = mdguard(&xs, &["status"]);
+    let o = xs.mdguard_host(&["status"]);
     assert_eq!(o.status.code(), Some(3), "{}", out(&o));
     assert!(out(&o).contains("no guest publishes mdguard data"));
 
@@ -88,7 +79,7 @@ fn status_lists_guests_and_exits_with_the_worst() {
         1000,
     )
     .unwrap();
-    let o = mdguard(&xs, &["status"]);
+    let o = xs.mdguard_host(&["status"]);
     let text = out(&o);
     assert_eq!(o.status.code(), Some(2), "{text}");
     let lines: Vec<&str> = text.lines().collect();
@@ -106,7 +97,7 @@ fn status_lists_guests_and_exits_with_the_worst() {
     assert!(l7.contains("(no mdguard data)"), "{l7}");
 
     // JSON carries the same.
-    let o = mdguard(&xs, &["status", "--json"]);
+    let o = xs.mdguard_host(&["status", "--json"]);
     assert_eq!(o.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["worst"], "degraded");
@@ -137,7 +128,7 @@ fn status_lists_guests_and_exits_with_the_worst() {
         1010,
     )
     .unwrap();
-    let o = mdguard(&xs, &["status"]);
+    let o = xs.mdguard_host(&["status"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(out(&o).contains("recover 5.0%"), "{}", out(&o));
     p6.publish(
@@ -146,12 +137,12 @@ fn status_lists_guests_and_exits_with_the_worst() {
         1020,
     )
     .unwrap();
-    assert_eq!(mdguard(&xs, &["status"]).status.code(), Some(0));
+    assert_eq!(xs.mdguard_host(&["status"]).status.code(), Some(0));
 
     // A hostile guest: garbage health and escape sequences. Unknown (3), escaped.
     g5.write("data/mdguard/health", b"\x1b[2Jpwned").unwrap();
     g5.write("data/mdguard/arrays/md9", b"{not json").unwrap();
-    let o = mdguard(&xs, &["status"]);
+    let o = xs.mdguard_host(&["status"]);
     let text = out(&o);
     assert_eq!(o.status.code(), Some(3), "{text}");
     assert!(
@@ -172,7 +163,7 @@ fn set_budget_creates_read_only_control_keys() {
     g5.watch("control/mdguard", "ctl").unwrap();
     g5.wait_events(Duration::from_secs(5)).unwrap(); // initial fire
 
-    let o = mdguard(&xs, &["set-budget", "--kbps", "5000", "--domain", "web"]);
+    let o = xs.mdguard_host(&["set-budget", "--kbps", "5000", "--domain", "web"]);
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -219,7 +210,7 @@ fn set_budget_creates_read_only_control_keys() {
     assert_eq!(e.errno(), Some(&XsErrno::Access));
 
     // Without --domain: every guest, never dom0.
-    let o = mdguard(&xs, &["set-budget", "--kbps", "800"]);
+    let o = xs.mdguard_host(&["set-budget", "--kbps", "800"]);
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(
         d0.read("/local/domain/5/control/mdguard/budget_kbps")
@@ -241,10 +232,10 @@ fn set_budget_creates_read_only_control_keys() {
         &["set-budget", "--kbps", "1e9"],
         &["set-budget"],
     ] {
-        assert_eq!(mdguard(&xs, bad).status.code(), Some(64), "{bad:?}");
+        assert_eq!(xs.mdguard_host(bad).status.code(), Some(64), "{bad:?}");
     }
     assert_eq!(
-        mdguard(&xs, &["set-budget", "--kbps", "1", "--domain", "nosuch"])
+        xs.mdguard_host(&["set-budget", "--kbps", "1", "--domain", "nosuch"])
             .status
             .code(),
         Some(64)
@@ -264,7 +255,7 @@ fn probe_hint_reaches_the_guest_as_a_new_token_each_time() {
     let mut g = guest(&s5);
     let mut st = ControlState::default();
     let mut probe = |g: &mut Client| {
-        let o = mdguard(&xs, &["probe", "--domain", "5"]);
+        let o = xs.mdguard_host(&["probe", "--domain", "5"]);
         assert_eq!(
             o.status.code(),
             Some(0),
@@ -320,7 +311,7 @@ fn ping_is_answered_by_a_guest_and_times_out_without_one() {
         .recv_timeout(Duration::from_secs(10))
         .expect("agent ready");
     let t = Instant::now();
-    let o = mdguard(&xs, &["ping", "--domain", "5", "--timeout", "5"]);
+    let o = xs.mdguard_host(&["ping", "--domain", "5", "--timeout", "5"]);
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -330,11 +321,11 @@ fn ping_is_answered_by_a_guest_and_times_out_without_one() {
     );
     assert!(out(&o).contains("5 web pong in"), "{}", out(&o));
     assert!(t.elapsed() < Duration::from_secs(4));
-    let o = mdguard(&xs, &["ping", "--domain", "silent", "--timeout", "0.3"]);
+    let o = xs.mdguard_host(&["ping", "--domain", "silent", "--timeout", "0.3"]);
     assert_eq!(o.status.code(), Some(3), "{}", out(&o));
     assert!(out(&o).contains("6 silent no answer"), "{}", out(&o));
     // Both guests at once: one answers, one does not.
-    let o = mdguard(&xs, &["ping", "--timeout", "0.5"]);
+    let o = xs.mdguard_host(&["ping", "--timeout", "0.5"]);
     assert_eq!(o.status.code(), Some(3));
     assert!(
         out(&o).contains("5 web pong in") && out(&o).contains("6 silent no answer"),

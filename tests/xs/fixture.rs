@@ -170,6 +170,16 @@ impl Xenstored {
             .unwrap_or_else(|e| panic!("cannot run {name}: {e} (run tests/xs/provision.sh)"))
     }
 
+    /// `mdguard host ARGS...` (dom0's command) against this daemon.
+    pub fn mdguard_host(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_mdguard"))
+            .arg("host")
+            .args(args)
+            .env("XENSTORED_PATH", &self.socket)
+            .output()
+            .unwrap()
+    }
+
     /// Standard tool that must succeed; returns trimmed stdout.
     pub fn tool_ok(&self, name: &str, args: &[&str]) -> String {
         let o = self.tool(name, args);
