@@ -52,6 +52,21 @@ fn build_root(stage: &str, dir: &Path) -> Snapshot {
     snap
 }
 
+/// `mdguard status --json --root ROOT`, which must succeed with JSON.
+fn status_json(stage: &str, root: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_mdguard"))
+        .args(["status", "--json", "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{stage}: mdguard status failed: {out:?}"
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{stage}: not JSON ({e}): {out:?}"))
+}
+
 #[test]
 fn status_agrees_with_every_vm_capture() {
     let stages = stages();
@@ -63,17 +78,7 @@ fn status_agrees_with_every_vm_capture() {
     for stage in &stages {
         let dir = tempfile::tempdir().unwrap();
         let snap = build_root(stage, dir.path());
-        let out = Command::new(env!("CARGO_BIN_EXE_mdguard"))
-            .args(["status", "--json", "--root"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{stage}: mdguard status failed: {out:?}"
-        );
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{stage}: not JSON ({e}): {out:?}"));
+        let json = status_json(stage, dir.path());
         if let Err(e) = compare(&json, &snap) {
             failures.push(format!("{stage}:\n{e}"));
         }
@@ -101,12 +106,7 @@ fn comparison_catches_each_kind_of_disagreement() {
     let stage = "degraded";
     let dir = tempfile::tempdir().unwrap();
     let snap = build_root(stage, dir.path());
-    let out = Command::new(env!("CARGO_BIN_EXE_mdguard"))
-        .args(["status", "--json", "--root"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let good: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let good = status_json(stage, dir.path());
     compare(&good, &snap).expect("the unmodified document agrees");
     type Edit = fn(&mut serde_json::Value);
     let edits: &[(&str, Edit)] = &[
