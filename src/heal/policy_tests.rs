@@ -142,6 +142,13 @@ fn probe(dev: &str) -> Action {
     Action::Probe { device: dev.into() }
 }
 
+fn removal(array: &str, dev: &str) -> Action {
+    Action::Remove {
+        array: array.into(),
+        device: dev.into(),
+    }
+}
+
 /// Drive a leg from healthy to faulty and past its first probe time.
 fn fail_and_wait(e: &mut Engine, t0: Ms) -> Vec<Action> {
     e.on_snapshot(&healthy(), &Env::default(), t0);
@@ -196,10 +203,7 @@ fn refused_readd_falls_back_to_remove_then_add_with_role() {
     let a = e.on_probe(&nbd1_faulty(), "nbd1", sb(UUID, 1, 100), 3 * S);
     let readd = non_log(&a)[0].clone();
     let a = e.on_outcome(&readd, &Outcome::Failed("EBUSY".into()), 3 * S);
-    let remove = Action::Remove {
-        array: "md0".into(),
-        device: "nbd1".into(),
-    };
+    let remove = removal("md0", "nbd1");
     assert_eq!(non_log(&a), vec![remove.clone()]);
     let a = e.on_outcome(&remove, &Outcome::Done, 3 * S);
     assert_eq!(non_log(&a), vec![probe("nbd1")]);
@@ -321,10 +325,7 @@ fn new_node_replacing_a_faulty_member_removes_that_member_first() {
     assert_eq!(
         non_log(&a),
         vec![
-            Action::Remove {
-                array: "md0".into(),
-                device: "xvdc".into(),
-            },
+            removal("md0", "xvdc"),
             Action::Add {
                 array: "md0".into(),
                 device: "xvdd".into(),
@@ -487,10 +488,7 @@ fn leg_healthy_through_the_window_is_forgiven() {
 fn reconnect_command_runs_after_remove_and_before_add() {
     let mut e = engine_with_nbd1_reconnect();
     let a = fail_and_wait(&mut e, 0);
-    let remove = Action::Remove {
-        array: "md0".into(),
-        device: "nbd1".into(),
-    };
+    let remove = removal("md0", "nbd1");
     assert_eq!(non_log(&a), vec![remove.clone()]);
     let a = e.on_outcome(&remove, &Outcome::Done, 3 * S);
     let rc = Action::Reconnect {
@@ -668,10 +666,7 @@ fn reconnect_of_a_shared_disk_waits_for_every_partition() {
     e.on_snapshot(&s(false, true, false, true), &Env::default(), 0);
     e.on_snapshot(&s(true, true, false, true), &Env::default(), S);
     let a = e.on_snapshot(&s(true, true, false, true), &Env::default(), 3 * S);
-    let rm0 = Action::Remove {
-        array: "md0".into(),
-        device: "nbd1p1".into(),
-    };
+    let rm0 = removal("md0", "nbd1p1");
     assert_eq!(non_log(&a), vec![rm0.clone()]);
     let a = e.on_outcome(&rm0, &Outcome::Done, 3 * S);
     let fail1 = Action::Fail {
@@ -685,10 +680,7 @@ fn reconnect_of_a_shared_disk_waits_for_every_partition() {
         non_log(&e.on_snapshot(&s(true, false, false, true), &Env::default(), 3 * S)).is_empty()
     );
     e.on_snapshot(&s(true, false, true, true), &Env::default(), 4 * S);
-    let rm1 = Action::Remove {
-        array: "md1".into(),
-        device: "nbd1p2".into(),
-    };
+    let rm1 = removal("md1", "nbd1p2");
     let mut t;
     let mut rounds = 0;
     loop {
@@ -762,10 +754,7 @@ fn limits_left_by_a_killed_run_are_restored() {
 fn busy_remove_tears_the_transport_down_first() {
     let mut e = engine_with_nbd1_reconnect();
     let a = fail_and_wait(&mut e, 0);
-    let remove = Action::Remove {
-        array: "md0".into(),
-        device: "nbd1".into(),
-    };
+    let remove = removal("md0", "nbd1");
     assert_eq!(non_log(&a), vec![remove.clone()]);
     let a = e.on_outcome(&remove, &Outcome::Failed("EBUSY".into()), 3 * S);
     let rc = Action::Reconnect {
