@@ -90,7 +90,7 @@ pub struct Daemon {
     last_problem_count: usize,
     read_error_logged: bool,
     /// xenstore reporting and dom0's requests (None outside Xen).
-    xs: Option<crate::xenstore::agent::Reporter>,
+    xs: Option<crate::report::agent::Reporter>,
     /// Speed limits to restore, as last written to the state file.
     saved_written: SavedSpeeds,
     /// systemd watchdog: (interval, last ping).
@@ -460,7 +460,7 @@ impl Daemon {
         ));
         self.load_saved_speeds();
         if self.engine.config.report.xenstore {
-            match crate::xenstore::agent::Reporter::open(
+            match crate::report::agent::Reporter::open(
                 self.engine.config.report.progress_interval_s,
             ) {
                 Ok(r) => {

@@ -9,7 +9,6 @@
 pub mod config;
 pub mod daemon;
 pub mod heal;
-pub mod host;
 pub mod log;
 pub mod md;
 pub mod notify;

@@ -1,7 +1,7 @@
 //! mdguard command line. See README.md for the contract of each command.
 
 use mdguard::md::observe::{read_snapshot, ReadError};
-use mdguard::report;
+use mdguard::report::status as report;
 use mdguard::root::Root;
 use mdguard::{config, daemon};
 use std::ffi::OsString;
@@ -135,7 +135,7 @@ fn cmd_run(parser: &mut lexopt::Parser) -> Result<ExitCode, lexopt::Error> {
 fn run(args: Vec<OsString>) -> Result<ExitCode, lexopt::Error> {
     use lexopt::prelude::*;
     if args.first().and_then(|a| a.to_str()) == Some("host") {
-        let code = mdguard::host::main(args.into_iter().skip(1));
+        let code = mdguard::report::host::main(args.into_iter().skip(1));
         return Ok(ExitCode::from(code.clamp(0, 255) as u8));
     }
     let mut parser = lexopt::Parser::from_args(args);

@@ -5,9 +5,8 @@
 mod fixture;
 
 use fixture::{wait_for, Xenstored};
-use mdguard::xenstore::schema::{
-    ArraySummary, ControlEvent, ControlState, Health, PublishConfig, Publisher,
-};
+use mdguard::report::publisher::{PublishConfig, Publisher};
+use mdguard::report::schema::{ArraySummary, ControlEvent, ControlState, Health};
 use mdguard::xenstore::{Access, Client, Endpoint, Error, Perm, XsErrno};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -298,7 +297,7 @@ fn ping_is_answered_by_a_guest_and_times_out_without_one() {
             for _ev in g.wait_events(Duration::from_millis(100)).unwrap() {
                 let raw = g.try_read("control/mdguard/ping").unwrap();
                 if let Ok(Some(ControlEvent::Ping(tok))) = st.update("ping", raw.as_deref()) {
-                    if let mdguard::xenstore::schema::Op::Write { path, value } = p.pong_op(&tok) {
+                    if let mdguard::report::publisher::Op::Write { path, value } = p.pong_op(&tok) {
                         g.write(&path, &value).unwrap();
                         answered += 1;
                     }

@@ -1,6 +1,6 @@
 //! Property tests for the xenstore codec and the schema's parsers: arbitrary
 //! bytes never panic, encodings round-trip, published JSON stays < 1 KiB.
-use mdguard::xenstore::schema::{self, ArrayJson, ArraySummary, Health};
+use mdguard::report::schema::{self, ArrayJson, ArraySummary, Health};
 use mdguard::xenstore::wire::{self, Decoder, MsgType, Perm};
 use proptest::prelude::*;
 
@@ -108,7 +108,7 @@ proptest! {
         let arrays: Vec<ArraySummary> = (0..n).map(|i| ArraySummary {
             name: format!("md{i}"), health: Health::Ok, level: "raid1".into(), raid_disks: 2, in_sync: 2,
             members: vec![], sync: None, flapping: false, stalled: false }).collect();
-        let mut p = schema::Publisher::default();
+        let mut p = mdguard::report::publisher::Publisher::default();
         let plan = p.plan(&arrays, t);
         prop_assert_eq!(plan.ops.len(), n + 3);
         p.mark_written(&plan.ops, t);

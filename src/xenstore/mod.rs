@@ -1,5 +1,6 @@
-//! Xenstore: a pure codec ([`wire`]), a small blocking client ([`client`]),
-//! and mdguard's key layout and publishing logic ([`schema`]).
+//! Xenstore, the protocol only: a pure codec ([`wire`]) and a small blocking
+//! client ([`client`]). It knows nothing of md; mdguard's keys and what they mean
+//! are in [`crate::report`].
 //!
 //! No libxenstore: the guest talks to `/dev/xen/xenbus`, dom0 and the tests
 //! to xenstored's unix socket, with the same code.
@@ -19,7 +20,7 @@
 //!     Ok(events) => { /* re-read the keys the events name */ }
 //!     Err(Error::Disconnected) => {
 //!         // xenstored restarted: reconnect (with backoff); watches are
-//!         // re-registered, and publisher.reset() makes the next publish
+//!         // re-registered, and `report::publisher::Publisher::reset` makes the next publish
 //!         // write everything again (Publisher::publish does this itself).
 //!         let _ = xs.reconnect();
 //!     }
@@ -27,9 +28,7 @@
 //! }
 //! ```
 
-pub mod agent;
 pub mod client;
-pub mod schema;
 pub mod wire;
 
 pub use client::{Client, Endpoint, Error, Txn};

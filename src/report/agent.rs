@@ -5,9 +5,10 @@
 
 use crate::heal::policy::{Engine, Phase};
 use crate::md::model::{Array, Snapshot};
-use crate::xenstore::schema::{
-    self, control_key, ArraySummary, ControlEvent, ControlState, PublishConfig, Publisher,
-    CONTROL_DIR, CTL_BUDGET, CTL_PING, CTL_PROBE,
+use crate::report::publisher::{self, PublishConfig, Publisher};
+use crate::report::schema::{
+    control_key, ArraySummary, ControlEvent, ControlState, CONTROL_DIR, CTL_BUDGET, CTL_PING,
+    CTL_PROBE,
 };
 use crate::xenstore::{Client, Error};
 use std::os::fd::RawFd;
@@ -168,7 +169,7 @@ impl Reporter {
                     }
                     Ok(Some(ControlEvent::Ping(token))) => {
                         let op = self.publisher.pong_op(&token);
-                        if let schema::Op::Write { path, value } = op {
+                        if let publisher::Op::Write { path, value } = op {
                             if let Err(e) = self.client.write(&path, &value) {
                                 self.note_error(&format!("cannot answer ping: {e}"));
                             }

@@ -16,7 +16,7 @@
 //! Every value read from a guest is untrusted: parsed strictly, bounded,
 //! and escaped before it reaches the terminal.
 
-use crate::xenstore::schema::{self, ArrayJson, Health};
+use crate::report::schema::{self, ArrayJson, Health};
 use crate::xenstore::{Access, Client, Error, Perm};
 use serde::Serialize;
 use std::collections::BTreeMap;

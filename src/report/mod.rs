@@ -1,0 +1,14 @@
+//! report: everything mdguard says about health.
+//!
+//! - [`status`]: the local `mdguard status` table and JSON, and `mdguard check`;
+//! - [`schema`]: the xenstore contract (keys, array JSON, dom0's control keys, strict
+//!   parsers of everything read back);
+//! - [`publisher`]: what the guest writes and when (pure plan, then one transaction);
+//! - [`agent`]: the guest's xenstore side in the daemon (publish, take dom0's requests);
+//! - [`host`]: dom0's side, `mdguard host ...`.
+
+pub mod agent;
+pub mod host;
+pub mod publisher;
+pub mod schema;
+pub mod status;
