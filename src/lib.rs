@@ -11,7 +11,6 @@ pub mod daemon;
 pub mod heal;
 pub mod log;
 pub mod md;
-pub mod notify;
 pub mod report;
 pub mod root;
 pub mod xenstore;

@@ -3,5 +3,7 @@
 pub mod mdstat;
 pub mod model;
 pub mod observe;
+pub mod pressure;
 pub mod superblock;
 pub mod sysfs;
+pub mod uevent;

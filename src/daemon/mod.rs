@@ -13,13 +13,20 @@ use crate::log;
 use crate::md::model::{Health, Snapshot};
 use crate::md::observe::read_snapshot;
 use crate::root::Root;
+mod notify;
+mod sources;
+mod state;
+
+use sources::{drain, wake, watch_config, Notifier};
+
+use crate::md::pressure::read_io_pressure;
+use crate::md::uevent::{open_uevent, parse_uevent};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -41,30 +48,6 @@ pub struct Options {
 /// While an array recovers, re-evaluate throttling this often (pressure changes
 /// send no event).
 const RECOVERY_TICK: Ms = 5_000;
-
-/// A file whose POLLPRI says "changed": read it from offset 0 to re-arm.
-struct Notifier {
-    path: PathBuf,
-    file: File,
-}
-
-impl Notifier {
-    fn open(path: &Path) -> Option<Notifier> {
-        let mut file = File::open(path).ok()?;
-        let mut sink = Vec::new();
-        let _ = file.read_to_end(&mut sink);
-        Some(Notifier {
-            path: path.to_path_buf(),
-            file,
-        })
-    }
-
-    fn rearm(&mut self) {
-        let mut sink = Vec::new();
-        let _ = self.file.seek(SeekFrom::Start(0));
-        let _ = self.file.read_to_end(&mut sink);
-    }
-}
 
 /// The loop's state beyond the policy engine.
 pub struct Daemon {
@@ -161,8 +144,7 @@ impl Daemon {
             read_error_logged: false,
             xs: None,
             saved_written: SavedSpeeds::new(),
-            watchdog: crate::notify::watchdog_interval()
-                .map(|d| ((d.as_millis() as Ms / 2).max(1), 0)),
+            watchdog: notify::watchdog_interval().map(|d| ((d.as_millis() as Ms / 2).max(1), 0)),
         })
     }
 
@@ -346,60 +328,6 @@ impl Daemon {
         }
     }
 
-    fn state_path(&self) -> PathBuf {
-        self.opts.root.path("/run/mdguard/speed-limits.json")
-    }
-
-    /// The limits mdguard must put back survive a crash or `kill -9`: they are kept
-    /// in /run/mdguard and read back at start.
-    fn load_saved_speeds(&mut self) {
-        let p = self.state_path();
-        let Ok(text) = std::fs::read_to_string(&p) else {
-            return;
-        };
-        match serde_json::from_str::<SavedSpeeds>(&text) {
-            Ok(m) => {
-                log::notice(&format!(
-                    "found speed limits a previous mdguard changed ({}); they will be restored",
-                    p.display()
-                ));
-                self.engine.preload_saved_speeds(m.clone());
-                self.saved_written = m;
-            }
-            Err(e) => log::warn(&format!("{}: ignoring unreadable state: {e}", p.display())),
-        }
-    }
-
-    fn persist_saved_speeds(&mut self) {
-        let now = self.engine.saved_speeds();
-        if now == self.saved_written {
-            return;
-        }
-        let p = self.state_path();
-        let r = if now.is_empty() {
-            std::fs::remove_file(&p).or_else(|e| {
-                if e.kind() == io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-        } else {
-            let tmp = p.with_extension("tmp");
-            p.parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|_| std::fs::write(&tmp, serde_json::to_vec(&now).unwrap_or_default()))
-                .and_then(|_| std::fs::rename(&tmp, &p))
-        };
-        match r {
-            Ok(()) => self.saved_written = now,
-            Err(e) => log::warn(&format!(
-                "cannot record speed limits in {}: {e}",
-                p.display()
-            )),
-        }
-    }
-
     fn reload(&mut self) {
         match Config::load(&self.opts.config_path) {
             Ok(c) => {
@@ -472,7 +400,7 @@ impl Daemon {
                 )),
             }
         }
-        crate::notify::send("READY=1");
+        notify::send("READY=1");
         let mut last_status = String::new();
         loop {
             self.observe();
@@ -492,12 +420,12 @@ impl Daemon {
             self.rewatch();
             let status = summary(&self.snap);
             if status != last_status {
-                crate::notify::send(&format!("STATUS={status}"));
+                notify::send(&format!("STATUS={status}"));
                 last_status = status;
             }
             if let Some((every, last)) = self.watchdog {
                 if now >= last + every {
-                    crate::notify::send("WATCHDOG=1");
+                    notify::send("WATCHDOG=1");
                     self.watchdog = Some((every, now));
                 }
             }
@@ -595,7 +523,7 @@ impl Daemon {
         self.execute(restore);
         self.persist_saved_speeds();
         log::notice("mdguard stopping; sync speed limits restored");
-        crate::notify::send("STOPPING=1");
+        notify::send("STOPPING=1");
         Ok(())
     }
 
@@ -669,117 +597,4 @@ pub fn summary(s: &Snapshot) -> String {
         .map(|a| format!("{} {}", a.name, a.health))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn wake(w: &UnixStream) {
-    let _ = io::Write::write(&mut &*w, &[1]);
-}
-
-fn drain(r: &UnixStream) {
-    let mut buf = [0u8; 64];
-    while let Ok(n) = (&*r).read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-    }
-}
-
-/// `some avg10=12.34 ...` of /proc/pressure/io.
-pub fn read_io_pressure(root: &Root) -> Option<f64> {
-    let s = std::fs::read_to_string(root.path("/proc/pressure/io")).ok()?;
-    parse_pressure(&s)
-}
-
-pub fn parse_pressure(s: &str) -> Option<f64> {
-    let line = s.lines().find(|l| l.starts_with("some "))?;
-    let v = line
-        .split_whitespace()
-        .find_map(|t| t.strip_prefix("avg10="))?;
-    v.parse().ok().filter(|x: &f64| x.is_finite() && *x >= 0.0)
-}
-
-fn open_uevent() -> io::Result<OwnedFd> {
-    use nix::sys::socket::{
-        bind, socket, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType,
-    };
-    let fd = socket(
-        AddressFamily::Netlink,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        SockProtocol::NetlinkKObjectUEvent,
-    )?;
-    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 1))?;
-    Ok(fd)
-}
-
-/// A kernel uevent for a block device being added or changed: its name.
-pub fn parse_uevent(msg: &[u8]) -> Option<String> {
-    let mut action = None;
-    let mut subsystem = None;
-    let mut devname = None;
-    for field in msg.split(|b| *b == 0) {
-        let f = std::str::from_utf8(field).ok()?;
-        if let Some(v) = f.strip_prefix("ACTION=") {
-            action = Some(v);
-        } else if let Some(v) = f.strip_prefix("SUBSYSTEM=") {
-            subsystem = Some(v);
-        } else if let Some(v) = f.strip_prefix("DEVNAME=") {
-            devname = Some(v);
-        }
-    }
-    if subsystem != Some("block") || !matches!(action, Some("add") | Some("change")) {
-        return None;
-    }
-    let d = devname?.trim_start_matches("/dev/");
-    // only plain kernel names: nothing that could walk out of /dev
-    if d.is_empty() || d.len() > 64 || d.contains('/') || d.starts_with('.') || d.starts_with("md")
-    {
-        return None;
-    }
-    Some(d.to_string())
-}
-
-fn watch_config(path: &Path) -> io::Result<nix::sys::inotify::Inotify> {
-    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)?;
-    ino.add_watch(
-        dir,
-        AddWatchFlags::IN_CLOSE_WRITE
-            | AddWatchFlags::IN_MOVED_TO
-            | AddWatchFlags::IN_CREATE
-            | AddWatchFlags::IN_DELETE,
-    )?;
-    Ok(ino)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pressure_lines() {
-        let s = "some avg10=12.50 avg60=3.00 avg300=1.00 total=123\nfull avg10=1.00 avg60=0.00 avg300=0.00 total=5\n";
-        assert_eq!(parse_pressure(s), Some(12.5));
-        assert_eq!(parse_pressure("full avg10=1.00"), None);
-        assert_eq!(parse_pressure("some avg10=nan"), None);
-        assert_eq!(parse_pressure("some avg10=-3"), None);
-    }
-
-    #[test]
-    fn uevents() {
-        let m = b"change@/devices/virtual/block/nbd1\0ACTION=change\0DEVPATH=/devices/virtual/block/nbd1\0SUBSYSTEM=block\0DEVNAME=nbd1\0DEVTYPE=disk\0";
-        assert_eq!(parse_uevent(m).as_deref(), Some("nbd1"));
-        let m = b"add@/x\0ACTION=add\0SUBSYSTEM=block\0DEVNAME=/dev/xvdd\0";
-        assert_eq!(parse_uevent(m).as_deref(), Some("xvdd"));
-        for bad in [
-            &b"remove@/x\0ACTION=remove\0SUBSYSTEM=block\0DEVNAME=nbd1\0"[..],
-            b"add@/x\0ACTION=add\0SUBSYSTEM=net\0DEVNAME=eth0\0",
-            b"add@/x\0ACTION=add\0SUBSYSTEM=block\0DEVNAME=../etc/passwd\0",
-            b"add@/x\0ACTION=add\0SUBSYSTEM=block\0DEVNAME=md0\0",
-            b"\xff\xfe",
-        ] {
-            assert_eq!(parse_uevent(bad), None);
-        }
-    }
 }
