@@ -2,7 +2,7 @@
 //!
 //! The program is one loop of three steps (see README and DESIGN):
 //! *observe* the kernel's md state into an immutable snapshot ([`md`]),
-//! *decide* what to do with a pure function ([`heal::policy`]), and *act*
+//! *decide* what to do with a pure function ([`heal`]), and *act*
 //! ([`heal::act`]), in one poll(2) loop ([`daemon`]).
 //! Every path goes through one [`root::Root`] so tests can run over a prepared tree.
 

@@ -8,7 +8,7 @@
 
 use crate::config::Config;
 use crate::heal::act::{self, Done};
-use crate::heal::policy::{Action, Engine, Env, Level, Ms, ProbeOutcome};
+use crate::heal::{Action, Engine, Env, Level, Ms, ProbeOutcome};
 use crate::log;
 use crate::md::model::{Health, Snapshot};
 use crate::md::observe::read_snapshot;

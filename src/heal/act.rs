@@ -1,7 +1,7 @@
 //! act: carry out the policy's actions on the kernel. Thin on purpose: each function
 //! is one kernel interface, proven in the VM harness (tests/vm_*).
 
-use crate::heal::policy::{Outcome, ProbeOutcome, SbFacts, SbRole};
+use crate::heal::{Outcome, ProbeOutcome, SbFacts, SbRole};
 use crate::md::superblock::{self, Role, SbError};
 use crate::root::Root;
 use std::fs::{self, OpenOptions};

@@ -1,7 +1,43 @@
-//! Healing: the pure policy ([`policy`]) and the actions that carry it out.
+//! heal: decide (pure) and act.
+//!
+//! The daemon feeds the [`Engine`] what it observed (a snapshot, probe results, the
+//! outcome of each action it carried out, block devices that appeared, dom0's hints)
+//! with the current time, and gets back [`Action`]s to carry out. Nothing in the
+//! decide modules touches the kernel, the clock or the network, so every rule is
+//! unit-tested on its own; [`act`] carries the actions out, proven on a real kernel
+//! in the VM harness.
+//!
+//! Decide, one rule per file: [`engine`] (state and the main step), [`lifecycle`]
+//! (a leg's life), [`membership`] (the superblock verdict), [`candidates`] (new
+//! nodes), [`reconnect`], [`throttle`], [`stall`]; the boundary types are in
+//! [`action`], a leg in [`leg`].
+//!
+//! A leg's life, as the engine sees it:
+//!
+//! ```text
+//! healthy --(member faulty)--> failed --probe ok, sb proves membership--> re-add
+//!    ^                           |  \--probe fails--> back off, probe again
+//!    |                           \--reconnect configured--> remove -> reconnect -> probe -> add
+//!    +---(in sync again)--- recovering <--- added
+//! a leg that fails again soon after each re-add is flapping: exponential backoff,
+//! then no more re-adds until it stays healthy or dom0 asks for a probe.
+//! ```
 
 pub mod act;
-pub mod policy;
+pub mod action;
+pub mod candidates;
+pub mod engine;
+pub mod leg;
+pub mod lifecycle;
+pub mod membership;
+pub mod reconnect;
+pub mod stall;
+pub mod throttle;
+
+pub use action::{Action, Level, Ms, Outcome, ProbeOutcome, SbFacts, SbRole};
+pub use engine::{ArrayMem, Engine, Env};
+pub use leg::{Leg, Phase};
+pub use membership::verdict;
 
 #[cfg(test)]
-mod policy_tests;
+mod tests;

@@ -3,7 +3,7 @@
 //! `control/mdguard/` (budget, ping, probe). Without xenstore the agent keeps
 //! healing and says so once.
 
-use crate::heal::policy::{Engine, Phase};
+use crate::heal::{Engine, Phase};
 use crate::md::model::{Array, Snapshot};
 use crate::report::publisher::{self, PublishConfig, Publisher};
 use crate::report::schema::{

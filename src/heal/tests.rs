@@ -1,6 +1,6 @@
 //! Unit tests of the healing policy: one test per case the agent must get right.
 
-use super::policy::*;
+use super::*;
 use crate::config::Config;
 use crate::md::model::{Array, Member, Snapshot, SpeedLimit, Sync, SyncAction, SyncState};
 

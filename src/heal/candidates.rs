@@ -1,0 +1,154 @@
+//! New-node candidates: a block device that appears (a vbd re-attached as xvdd)
+//! may be a returning leg; its superblock says which array, if any.
+
+use super::action::{log, Action, Level, Ms, ProbeOutcome, SbRole, SEC};
+use super::engine::Engine;
+use super::leg::{Leg, Phase};
+use super::lifecycle::self_add_action;
+use super::membership::verdict;
+use crate::config::same_uuid;
+use crate::md::model::{Array, Snapshot};
+
+impl Engine {
+    /// A block device appeared or changed (uevent): it may be a returning leg.
+    pub fn on_device(&mut self, device: &str) {
+        if !self.candidates.iter().any(|d| d == device) {
+            self.candidates.push(device.to_string());
+        }
+        // a device that changed may now carry another superblock
+        self.refused_logged.retain(|d| d != device);
+        // a failed leg that reappears: probe it now rather than at the next backoff
+        for leg in self.legs.values_mut().filter(|l| l.device == device) {
+            if matches!(leg.phase, Phase::Failed | Phase::Refused) && !leg.probing {
+                leg.phase = Phase::Failed;
+                leg.next_probe = 0;
+            }
+        }
+    }
+
+    pub(super) fn probe_candidates(&mut self, managed: &[Array], out: &mut Vec<Action>) {
+        if self.candidates.is_empty() {
+            return;
+        }
+        let any_degraded = managed.iter().any(|a| a.degraded.unwrap_or(0) > 0);
+        let cands = std::mem::take(&mut self.candidates);
+        if !any_degraded {
+            return;
+        }
+        for d in cands {
+            // a leg mdguard is already bringing back is not a stranger
+            let known_leg = self
+                .legs
+                .values()
+                .any(|l| l.device == d && (l.bound || l.phase != Phase::Healthy));
+            let in_any = managed
+                .iter()
+                .any(|a| a.members.iter().any(|m| m.device == d));
+            if !known_leg && !in_any {
+                out.push(Action::Probe { device: d });
+            }
+        }
+    }
+
+    pub(super) fn match_candidate(
+        &mut self,
+        snap: &Snapshot,
+        device: &str,
+        outcome: &ProbeOutcome,
+        now: Ms,
+        out: &mut Vec<Action>,
+    ) {
+        let ProbeOutcome::Readable { sb: Some(sb) } = outcome else {
+            return;
+        };
+        let managed = self.managed(snap);
+        let Some(a) = managed
+            .iter()
+            .find(|a| a.uuid.as_deref().is_some_and(|u| same_uuid(u, &sb.uuid)))
+        else {
+            if !self.refused_logged.iter().any(|d| d == device) {
+                self.refused_logged.push(device.to_string());
+                out.push(log(
+                    Level::Info,
+                    format!(
+                        "{device}: carries md superblock {} of no array mdguard manages; not touched",
+                        sb.uuid
+                    ),
+                ));
+            }
+            return;
+        };
+        let mem = self.arrays.get(&a.name).cloned().unwrap_or_default();
+        let role = match sb.role {
+            SbRole::Active(r) => Some(r),
+            _ => None,
+        };
+        if let Err(why) = verdict(a, &mem, role, Some(sb)) {
+            if !self.refused_logged.iter().any(|d| d == device) {
+                self.refused_logged.push(device.to_string());
+                out.push(log(
+                    Level::Error,
+                    format!("{device}: not added to {}: {why}", a.name),
+                ));
+            }
+            return;
+        }
+        let jitter = self.jitter();
+        let leg = Leg {
+            array: a.name.clone(),
+            device: device.to_string(),
+            role,
+            phase: Phase::Waiting,
+            bound: false,
+            failed_at: None,
+            added_at: None,
+            flaps: 0,
+            next_probe: 0,
+            probe_interval: self.config.probe.initial_interval_s * SEC,
+            probing: false,
+            add_at: now + jitter,
+            sb: Some(sb.clone()),
+            tried_readd: true,
+            tried_add_role: false,
+        };
+        out.push(log(
+            Level::Info,
+            format!(
+                "{}: new device {device} carries this array's superblock (role {}): adding it",
+                a.name,
+                role.map(|r| r.to_string())
+                    .unwrap_or_else(|| "spare".into())
+            ),
+        ));
+        // a member md still lists as faulty (the vbd this device replaces: xvdc
+        // detached and attached again as xvdd) keeps its descriptor number, and
+        // ADD_NEW_DISK with that number fails with EBUSY until it is removed
+        // (seen in Xen): remove it and forget it. Only that one: another faulty
+        // leg may still come back on its own node.
+        for m in a
+            .members
+            .iter()
+            .filter(|m| m.faulty && m.device != device && m.descriptor == Some(sb.dev_number))
+        {
+            out.push(log(
+                Level::Info,
+                format!(
+                    "{}: removing faulty {} so {device} can take its place",
+                    a.name, m.device
+                ),
+            ));
+            out.push(Action::Remove {
+                array: a.name.clone(),
+                device: m.device.clone(),
+            });
+            self.legs.remove(&(a.name.clone(), m.device.clone()));
+        }
+        let key = (a.name.clone(), device.to_string());
+        self.legs.insert(key.clone(), leg);
+        if jitter == 0 {
+            let leg = self.legs.get_mut(&key).expect("just inserted");
+            leg.phase = Phase::Adding;
+            out.push(self_add_action(a, leg));
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The engine: the state it keeps, its inputs besides md (dom0's budget, I/O
+//! pressure), and the main step. Each rule lives in its own file beside this one.
+
+use super::action::{Action, Ms, SbFacts, SEC};
+use super::leg::{Leg, Phase};
+use crate::config::Config;
+use crate::md::model::{Array, Snapshot};
+use std::collections::BTreeMap;
+
+/// Per-array memory: identity and the speed limits to restore.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ArrayMem {
+    pub uuid: Option<String>,
+    /// Highest event count seen on an in-sync member's superblock.
+    pub events: Option<u64>,
+    /// sync_speed_min/max as they were before mdguard changed them
+    /// (`None` inside = `system`).
+    pub saved_speed: Option<(Option<u64>, Option<u64>)>,
+    /// What mdguard last wrote.
+    pub set_speed: Option<(Option<u64>, Option<u64>)>,
+    pub recovery_started: Option<Ms>,
+    pub write_pending_since: Option<Ms>,
+    pub stalled: bool,
+}
+
+/// Inputs besides md's state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Env {
+    /// `some avg10` of /proc/pressure/io, percent.
+    pub io_pressure: Option<f64>,
+    /// Resync budget for the whole guest from dom0, KiB/s.
+    pub budget_kbps: Option<u64>,
+}
+
+/// The policy engine. Deterministic: same inputs, same actions.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub config: Config,
+    pub legs: BTreeMap<(String, String), Leg>,
+    pub arrays: BTreeMap<String, ArrayMem>,
+    /// Devices whose superblock was refused, to log once.
+    pub(super) refused_logged: Vec<String>,
+    /// Devices seen appearing that may be a returning leg.
+    pub(super) candidates: Vec<String>,
+    /// The managed arrays as last seen (to judge a sibling's array).
+    pub(super) last: Vec<Array>,
+    rng: u64,
+}
+
+impl Engine {
+    pub fn new(config: Config, seed: u64) -> Engine {
+        Engine {
+            config,
+            legs: BTreeMap::new(),
+            arrays: BTreeMap::new(),
+            refused_logged: Vec::new(),
+            candidates: Vec::new(),
+            last: Vec::new(),
+            rng: seed | 1,
+        }
+    }
+
+    pub(super) fn jitter(&mut self) -> Ms {
+        let max = self.config.throttle.jitter_s * SEC;
+        if max == 0 {
+            return 0;
+        }
+        // xorshift64: good enough to spread a host's guests over a few seconds
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng % (max + 1)
+    }
+
+    pub(super) fn managed(&self, s: &Snapshot) -> Vec<Array> {
+        let c = &self.config;
+        s.arrays.iter().filter(|a| {
+            c.manages(&a.name, a.uuid.as_deref(), a.level.as_deref())
+                && matches!(a.array_state.as_deref(), Some(st) if !matches!(st, "inactive" | "clear" | "broken" | "readonly"))
+        }).cloned().collect()
+    }
+
+    /// Legs of one array in a given phase (for reports).
+    pub fn legs_of(&self, array: &str) -> impl Iterator<Item = &Leg> {
+        let array = array.to_string();
+        self.legs.values().filter(move |l| l.array == array)
+    }
+
+    /// The main step: md's state changed (or a timer fired).
+    pub fn on_snapshot(&mut self, snap: &Snapshot, env: &Env, now: Ms) -> Vec<Action> {
+        let mut out = Vec::new();
+        let managed = self.managed(snap);
+        self.last = managed.clone();
+        for a in &managed {
+            let mem = self.arrays.entry(a.name.clone()).or_default();
+            if a.uuid.is_some() {
+                mem.uuid = a.uuid.clone();
+            }
+            self.track_members(a, now, &mut out);
+            self.track_stall(a, now, &mut out);
+        }
+        // Legs of arrays that vanished are forgotten.
+        let names: Vec<&str> = managed.iter().map(|a| a.name.as_str()).collect();
+        self.legs
+            .retain(|(arr, _), _| names.contains(&arr.as_str()));
+        for a in &managed {
+            self.advance_legs(a, now, &mut out);
+        }
+        self.probe_candidates(&managed, &mut out);
+        self.throttle(&managed, env, now, &mut out);
+        out
+    }
+
+    /// When the next timer should fire, if any leg waits for one.
+    pub fn next_deadline(&self) -> Option<Ms> {
+        self.legs
+            .values()
+            .filter_map(|l| match l.phase {
+                Phase::Failed if !l.probing => Some(l.next_probe),
+                Phase::Waiting => Some(l.add_at),
+                _ => None,
+            })
+            .min()
+            .into_iter()
+            .chain(self.arrays.values().filter_map(|m| {
+                m.write_pending_since
+                    .filter(|_| !m.stalled)
+                    .map(|t| t + self.config.heal.stall_timeout_s * SEC)
+            }))
+            .min()
+    }
+
+    /// Record facts learnt from an in-sync member's superblock.
+    pub fn note_array_sb(&mut self, array: &str, sb: &SbFacts) {
+        let mem = self.arrays.entry(array.to_string()).or_default();
+        if mem.uuid.is_none() {
+            mem.uuid = Some(sb.uuid.clone());
+        }
+        mem.events = Some(mem.events.map_or(sb.events, |e| e.max(sb.events)));
+    }
+}
