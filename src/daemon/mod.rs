@@ -7,8 +7,8 @@
 //! healthy it wakes up for nothing.
 
 use crate::config::Config;
-use crate::heal::act::{self, Done};
-use crate::heal::{Action, Engine, Env, Level, Ms, ProbeOutcome};
+use crate::heal::act::dispatch::{Clock, Dispatcher};
+use crate::heal::{Action, Engine, Env, Ms};
 use crate::log;
 use crate::md::model::{Health, Snapshot};
 use crate::md::observe::read_snapshot;
@@ -22,15 +22,14 @@ use sources::{drain, wake, watch_config, Notifier};
 use crate::md::pressure::read_io_pressure;
 use crate::md::uevent::{open_uevent, parse_uevent};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Array -> (sync_speed_min, sync_speed_max) to put back; None = `system`.
 type SavedSpeeds = BTreeMap<String, (Option<u64>, Option<u64>)>;
@@ -53,17 +52,12 @@ const RECOVERY_TICK: Ms = 5_000;
 pub struct Daemon {
     opts: Options,
     engine: Engine,
-    start: Instant,
+    clock: Clock,
+    /// Carries out the engine's actions.
+    act: Dispatcher,
     snap: Snapshot,
     notifiers: Vec<Notifier>,
-    /// Probes under way: device -> deadline.
-    probing: BTreeMap<String, Ms>,
-    /// Probes that timed out and whose thread may still be stuck.
-    stuck: Vec<String>,
-    tx: Sender<Done>,
-    rx: Receiver<Done>,
     wake_r: UnixStream,
-    wake_w: Arc<UnixStream>,
     term: Arc<AtomicBool>,
     hup: Arc<AtomicBool>,
     usr1: Arc<AtomicBool>,
@@ -80,13 +74,8 @@ pub struct Daemon {
     watchdog: Option<(Ms, Ms)>,
 }
 
-fn now_ms(start: Instant) -> Ms {
-    start.elapsed().as_millis() as Ms
-}
-
 impl Daemon {
     pub fn new(opts: Options, config: Config) -> io::Result<Daemon> {
-        let (tx, rx) = channel();
         let (wake_r, wake_w) = UnixStream::pair()?;
         wake_r.set_nonblocking(true)?;
         wake_w.set_nonblocking(true)?;
@@ -119,21 +108,19 @@ impl Daemon {
                 ))
             })
             .ok();
+        let w = wake_w.clone();
+        let act = Dispatcher::new(opts.root.clone(), Arc::new(move || wake(&w)));
         Ok(Daemon {
             engine: Engine::new(config, seed),
+            act,
             opts,
-            start: Instant::now(),
+            clock: Clock::start(),
             snap: Snapshot {
                 arrays: vec![],
                 problems: vec![],
             },
             notifiers: Vec::new(),
-            probing: BTreeMap::new(),
-            stuck: Vec::new(),
-            tx,
-            rx,
             wake_r,
-            wake_w,
             term,
             hup,
             usr1,
@@ -149,7 +136,12 @@ impl Daemon {
     }
 
     fn now(&self) -> Ms {
-        now_ms(self.start)
+        self.clock.now()
+    }
+
+    fn execute(&mut self, actions: Vec<Action>) {
+        self.act
+            .execute(&mut self.engine, &self.snap, self.clock, actions);
     }
 
     fn observe(&mut self) {
@@ -201,133 +193,6 @@ impl Daemon {
         }
     }
 
-    fn execute(&mut self, actions: Vec<Action>) {
-        let mut queue: VecDeque<Action> = actions.into();
-        let dry = self.engine.config.dry_run;
-        while let Some(a) = queue.pop_front() {
-            let now = self.now();
-            let result = match &a {
-                Action::Log { level, message } => {
-                    match level {
-                        Level::Info => log::notice(message),
-                        Level::Warn => log::warn(message),
-                        Level::Error => log::error(message),
-                    }
-                    continue;
-                }
-                Action::Probe { device } => {
-                    self.start_probe(device, now);
-                    continue;
-                }
-                _ if dry => {
-                    log::notice(&format!("dry run: would {}", describe(&a)));
-                    continue;
-                }
-                Action::Reconnect { device } => {
-                    match self.engine.config.reconnect_for(device) {
-                        Some(rc) => {
-                            log::notice(&format!(
-                                "{device}: running reconnect command: {}",
-                                rc.command.join(" ")
-                            ));
-                            let w = self.wake_w.clone();
-                            act::spawn_reconnect(
-                                device.clone(),
-                                rc.command.clone(),
-                                Duration::from_secs(rc.timeout_s),
-                                self.tx.clone(),
-                                move || wake(&w),
-                            );
-                        }
-                        None => log::error(&format!("{device}: no reconnect command configured")),
-                    }
-                    continue;
-                }
-                Action::ReAdd { array, device } => {
-                    act::member_state(&self.opts.root, array, device, "re-add")
-                }
-                Action::Remove { array, device } => {
-                    act::remove_member(&self.opts.root, array, device)
-                }
-                Action::Fail { array, device } => {
-                    act::member_state(&self.opts.root, array, device, "faulty")
-                }
-                Action::Add {
-                    array,
-                    device,
-                    role,
-                    dev_number,
-                } => act::add_disk(&self.opts.root, array, device, *role, *dev_number),
-                Action::SetSpeed { array, min, max } => {
-                    act::set_speed(&self.opts.root, array, *min, *max)
-                }
-            };
-            let more = self.engine.on_outcome(&a, &result, now);
-            queue.extend(more);
-        }
-    }
-
-    fn start_probe(&mut self, device: &str, now: Ms) {
-        if self.stuck.iter().any(|d| d == device) || self.probing.contains_key(device) {
-            // a probe of this device still hangs in the kernel: do not pile threads
-            // on it; it counts as timed out again
-            let snap = self.snap.clone();
-            let more = self
-                .engine
-                .on_probe(&snap, device, ProbeOutcome::TimedOut, now);
-            self.execute(more);
-            return;
-        }
-        let deadline = now + self.engine.config.probe.timeout_ms;
-        self.probing.insert(device.to_string(), deadline);
-        let w = self.wake_w.clone();
-        act::spawn_probe(
-            self.opts.root.clone(),
-            device.to_string(),
-            self.tx.clone(),
-            move || wake(&w),
-        );
-    }
-
-    fn drain_done(&mut self) {
-        while let Ok(d) = self.rx.try_recv() {
-            let now = self.now();
-            match d {
-                Done::Probe { device, outcome } => {
-                    self.stuck.retain(|x| x != &device);
-                    if self.probing.remove(&device).is_none() {
-                        continue; // already timed out
-                    }
-                    let snap = self.snap.clone();
-                    let more = self.engine.on_probe(&snap, &device, outcome, now);
-                    self.execute(more);
-                }
-                Done::Reconnect { device, outcome } => {
-                    let a = Action::Reconnect { device };
-                    let more = self.engine.on_outcome(&a, &outcome, now);
-                    self.execute(more);
-                }
-            }
-        }
-        // probes past their deadline
-        let now = self.now();
-        let late: Vec<String> = self
-            .probing
-            .iter()
-            .filter(|(_, d)| **d <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for dev in late {
-            self.probing.remove(&dev);
-            self.stuck.push(dev.clone());
-            let snap = self.snap.clone();
-            let more = self
-                .engine
-                .on_probe(&snap, &dev, ProbeOutcome::TimedOut, now);
-            self.execute(more);
-        }
-    }
-
     fn reload(&mut self) {
         match Config::load(&self.opts.config_path) {
             Ok(c) => {
@@ -347,8 +212,8 @@ impl Daemon {
         let now = self.now();
         let mut t = self.engine.next_deadline();
         let mut consider = |x: Ms| t = Some(t.map_or(x, |y: Ms| y.min(x)));
-        for d in self.probing.values() {
-            consider(*d);
+        if let Some(d) = self.act.next_deadline() {
+            consider(d);
         }
         if self
             .snap
@@ -433,7 +298,7 @@ impl Daemon {
                 break;
             }
             if let Some(end) = self.opts.max_runtime {
-                if self.start.elapsed() >= end {
+                if self.clock.elapsed() >= end {
                     break;
                 }
             }
@@ -517,7 +382,8 @@ impl Daemon {
                 let more = self.engine.on_probe_hint(self.now());
                 self.execute(more);
             }
-            self.drain_done();
+            self.act
+                .drain_done(&mut self.engine, &self.snap, self.clock);
         }
         let restore = self.engine.restore_all();
         self.execute(restore);
@@ -559,31 +425,6 @@ impl Daemon {
                 }
             }
         }
-    }
-}
-
-fn describe(a: &Action) -> String {
-    match a {
-        Action::ReAdd { array, device } => format!("re-add {device} to {array}"),
-        Action::Remove { array, device } => format!("remove {device} from {array}"),
-        Action::Add {
-            array,
-            device,
-            role,
-            ..
-        } => format!(
-            "add {device} to {array}{}",
-            role.map_or(" for a full recovery".into(), |r| format!(" in slot {r}"))
-        ),
-        Action::SetSpeed { array, min, max } => format!(
-            "set {array} sync_speed_min={} sync_speed_max={}",
-            min.map_or("system".into(), |v| v.to_string()),
-            max.map_or("system".into(), |v| v.to_string())
-        ),
-        Action::Fail { array, device } => format!("fail {device} in {array}"),
-        Action::Reconnect { device } => format!("reconnect {device}"),
-        Action::Probe { device } => format!("probe {device}"),
-        Action::Log { message, .. } => message.clone(),
     }
 }
 

@@ -1,0 +1,221 @@
+//! The dispatcher: carries out each [`Action`] the engine asks for and feeds its
+//! outcome back to the engine, until nothing is left to do. Blocking work (probes,
+//! reconnect commands) goes to helper threads ([`super::workers`]) whose results
+//! come back through [`Dispatcher::drain_done`].
+
+use super::kernel;
+use super::workers::{self, Done};
+use crate::heal::{Action, Engine, Level, Ms, ProbeOutcome};
+use crate::log;
+use crate::md::model::Snapshot;
+use crate::root::Root;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Milliseconds since the daemon started: the engine's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(Instant);
+
+impl Clock {
+    pub fn start() -> Clock {
+        Clock(Instant::now())
+    }
+
+    pub fn now(&self) -> Ms {
+        self.0.elapsed().as_millis() as Ms
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+/// A helper thread pokes this when it has sent a result (the loop wakes up).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+pub struct Dispatcher {
+    root: Root,
+    /// Probes under way: device -> deadline.
+    probing: BTreeMap<String, Ms>,
+    /// Probes that timed out and whose thread may still be stuck.
+    stuck: Vec<String>,
+    tx: Sender<Done>,
+    rx: Receiver<Done>,
+    waker: Waker,
+}
+
+impl Dispatcher {
+    pub fn new(root: Root, waker: Waker) -> Dispatcher {
+        let (tx, rx) = channel();
+        Dispatcher {
+            root,
+            probing: BTreeMap::new(),
+            stuck: Vec::new(),
+            tx,
+            rx,
+            waker,
+        }
+    }
+
+    /// The earliest probe deadline, if a probe is under way.
+    pub fn next_deadline(&self) -> Option<Ms> {
+        self.probing.values().min().copied()
+    }
+
+    /// Carry out `actions` and everything their outcomes lead to.
+    pub fn execute(
+        &mut self,
+        engine: &mut Engine,
+        snap: &Snapshot,
+        clock: Clock,
+        actions: Vec<Action>,
+    ) {
+        let mut queue: VecDeque<Action> = actions.into();
+        let dry = engine.config.dry_run;
+        while let Some(a) = queue.pop_front() {
+            let now = clock.now();
+            let result = match &a {
+                Action::Log { level, message } => {
+                    match level {
+                        Level::Info => log::notice(message),
+                        Level::Warn => log::warn(message),
+                        Level::Error => log::error(message),
+                    }
+                    continue;
+                }
+                Action::Probe { device } => {
+                    self.start_probe(engine, snap, clock, device);
+                    continue;
+                }
+                _ if dry => {
+                    log::notice(&format!("dry run: would {}", describe(&a)));
+                    continue;
+                }
+                Action::Reconnect { device } => {
+                    match engine.config.reconnect_for(device) {
+                        Some(rc) => {
+                            log::notice(&format!(
+                                "{device}: running reconnect command: {}",
+                                rc.command.join(" ")
+                            ));
+                            let w = self.waker.clone();
+                            workers::spawn_reconnect(
+                                device.clone(),
+                                rc.command.clone(),
+                                Duration::from_secs(rc.timeout_s),
+                                self.tx.clone(),
+                                move || w(),
+                            );
+                        }
+                        None => log::error(&format!("{device}: no reconnect command configured")),
+                    }
+                    continue;
+                }
+                Action::ReAdd { array, device } => {
+                    kernel::member_state(&self.root, array, device, "re-add")
+                }
+                Action::Remove { array, device } => {
+                    kernel::remove_member(&self.root, array, device)
+                }
+                Action::Fail { array, device } => {
+                    kernel::member_state(&self.root, array, device, "faulty")
+                }
+                Action::Add {
+                    array,
+                    device,
+                    role,
+                    dev_number,
+                } => kernel::add_disk(&self.root, array, device, *role, *dev_number),
+                Action::SetSpeed { array, min, max } => {
+                    kernel::set_speed(&self.root, array, *min, *max)
+                }
+            };
+            let more = engine.on_outcome(&a, &result, now);
+            queue.extend(more);
+        }
+    }
+
+    fn start_probe(&mut self, engine: &mut Engine, snap: &Snapshot, clock: Clock, device: &str) {
+        let now = clock.now();
+        if self.stuck.iter().any(|d| d == device) || self.probing.contains_key(device) {
+            // a probe of this device still hangs in the kernel: do not pile threads
+            // on it; it counts as timed out again
+            let more = engine.on_probe(snap, device, ProbeOutcome::TimedOut, now);
+            self.execute(engine, snap, clock, more);
+            return;
+        }
+        let deadline = now + engine.config.probe.timeout_ms;
+        self.probing.insert(device.to_string(), deadline);
+        let w = self.waker.clone();
+        workers::spawn_probe(
+            self.root.clone(),
+            device.to_string(),
+            self.tx.clone(),
+            move || w(),
+        );
+    }
+
+    /// Results of helper threads, and probes past their deadline.
+    pub fn drain_done(&mut self, engine: &mut Engine, snap: &Snapshot, clock: Clock) {
+        while let Ok(d) = self.rx.try_recv() {
+            let now = clock.now();
+            match d {
+                Done::Probe { device, outcome } => {
+                    self.stuck.retain(|x| x != &device);
+                    if self.probing.remove(&device).is_none() {
+                        continue; // already timed out
+                    }
+                    let more = engine.on_probe(snap, &device, outcome, now);
+                    self.execute(engine, snap, clock, more);
+                }
+                Done::Reconnect { device, outcome } => {
+                    let a = Action::Reconnect { device };
+                    let more = engine.on_outcome(&a, &outcome, now);
+                    self.execute(engine, snap, clock, more);
+                }
+            }
+        }
+        // probes past their deadline
+        let now = clock.now();
+        let late: Vec<String> = self
+            .probing
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for dev in late {
+            self.probing.remove(&dev);
+            self.stuck.push(dev.clone());
+            let more = engine.on_probe(snap, &dev, ProbeOutcome::TimedOut, now);
+            self.execute(engine, snap, clock, more);
+        }
+    }
+}
+
+/// What an action would do, in words (for the dry-run log).
+fn describe(a: &Action) -> String {
+    match a {
+        Action::ReAdd { array, device } => format!("re-add {device} to {array}"),
+        Action::Remove { array, device } => format!("remove {device} from {array}"),
+        Action::Add {
+            array,
+            device,
+            role,
+            ..
+        } => format!(
+            "add {device} to {array}{}",
+            role.map_or(" for a full recovery".into(), |r| format!(" in slot {r}"))
+        ),
+        Action::SetSpeed { array, min, max } => format!(
+            "set {array} sync_speed_min={} sync_speed_max={}",
+            min.map_or("system".into(), |v| v.to_string()),
+            max.map_or("system".into(), |v| v.to_string())
+        ),
+        Action::Fail { array, device } => format!("fail {device} in {array}"),
+        Action::Reconnect { device } => format!("reconnect {device}"),
+        Action::Probe { device } => format!("probe {device}"),
+        Action::Log { message, .. } => message.clone(),
+    }
+}

@@ -1,0 +1,139 @@
+//! Helper threads: blocking work (a probe that may hang in the kernel, a reconnect
+//! command) runs off the loop and reports back through a channel and a wake-up.
+
+use super::kernel::probe_device;
+use crate::heal::{Outcome, ProbeOutcome};
+use crate::root::Root;
+use std::io;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+/// Results coming back from helper threads.
+#[derive(Debug)]
+pub enum Done {
+    Probe {
+        device: String,
+        outcome: ProbeOutcome,
+    },
+    Reconnect {
+        device: String,
+        outcome: Outcome,
+    },
+}
+
+/// Probe on a thread; the result goes to `tx` and `wake` is poked. A thread stuck
+/// in the kernel on a hung device is left behind; the loop times the probe out.
+pub fn spawn_probe(root: Root, dev: String, tx: Sender<Done>, wake: impl Fn() + Send + 'static) {
+    let r = std::thread::Builder::new()
+        .name(format!("probe-{dev}"))
+        .spawn(move || {
+            let outcome = probe_device(&root, &dev);
+            let _ = tx.send(Done::Probe {
+                device: dev,
+                outcome,
+            });
+            wake();
+        });
+    if let Err(e) = r {
+        crate::log::warn(&format!("cannot start a probe thread: {e}"));
+    }
+}
+
+/// Run a reconnect command (no shell) with a timeout, on a thread.
+pub fn spawn_reconnect(
+    dev: String,
+    argv: Vec<String>,
+    timeout: Duration,
+    tx: Sender<Done>,
+    wake: impl Fn() + Send + 'static,
+) {
+    let r = std::thread::Builder::new()
+        .name(format!("reconnect-{dev}"))
+        .spawn(move || {
+            let outcome = run_with_timeout(&argv, timeout);
+            let _ = tx.send(Done::Reconnect {
+                device: dev,
+                outcome,
+            });
+            wake();
+        });
+    if let Err(e) = r {
+        crate::log::warn(&format!("cannot start a reconnect thread: {e}"));
+    }
+}
+
+/// Run argv; Done on exit 0, else Failed with the exit status and stderr's last line.
+pub fn run_with_timeout(argv: &[String], timeout: Duration) -> Outcome {
+    let Some((prog, args)) = argv.split_first() else {
+        return Outcome::Failed("empty command".into());
+    };
+    let mut child = match Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failed(format!("{prog}: {e}")),
+    };
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => {
+                if st.success() {
+                    return Outcome::Done;
+                }
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = io::Read::read_to_string(&mut e, &mut err);
+                }
+                let last = err.lines().last().unwrap_or("").trim().to_string();
+                return Outcome::Failed(format!(
+                    "{prog}: {st}{}{last}",
+                    if last.is_empty() { "" } else { ": " }
+                ));
+            }
+            Ok(None) if start.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Outcome::Failed(format!("{prog}: timed out after {}s", timeout.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Outcome::Failed(format!("{prog}: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_command_outcomes() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            run_with_timeout(&s(&["true"]), Duration::from_secs(5)),
+            Outcome::Done
+        );
+        match run_with_timeout(
+            &s(&["sh", "-c", "echo no route >&2; exit 3"]),
+            Duration::from_secs(5),
+        ) {
+            Outcome::Failed(e) => assert!(
+                e.contains("exit status: 3") && e.ends_with("no route"),
+                "{e}"
+            ),
+            o => panic!("{o:?}"),
+        }
+        match run_with_timeout(&s(&["sleep", "5"]), Duration::from_millis(200)) {
+            Outcome::Failed(e) => assert!(e.contains("timed out"), "{e}"),
+            o => panic!("{o:?}"),
+        }
+        match run_with_timeout(&s(&["/nonexistent/prog"]), Duration::from_secs(1)) {
+            Outcome::Failed(e) => assert!(e.contains("/nonexistent/prog"), "{e}"),
+            o => panic!("{o:?}"),
+        }
+    }
+}
