@@ -1,6 +1,7 @@
 //! `/etc/mdguard/mdguard.toml`: every key optional, with a safe default; no file at
 //! all is a valid configuration.
 
+use crate::md::identity::{on_disk, same_uuid};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -260,37 +261,6 @@ impl Config {
     }
 }
 
-/// Is `dev` the disk `disk` or one of its partitions? The kernel names partitions
-/// `<disk>p<N>` when the disk's name ends in a digit (`nbd1p2`), else `<disk><N>`
-/// (`sda1`, `xvdb2`).
-pub fn on_disk(dev: &str, disk: &str) -> bool {
-    let Some(rest) = dev.strip_prefix(disk) else {
-        return false;
-    };
-    if rest.is_empty() {
-        return true;
-    }
-    let num = if disk.ends_with(|c: char| c.is_ascii_digit()) {
-        rest.strip_prefix('p')
-    } else {
-        Some(rest)
-    };
-    num.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// UUIDs compare equal whatever their punctuation (mdadm's `a:b:c:d` or sysfs's
-/// dashed form) and case.
-pub fn same_uuid(a: &str, b: &str) -> bool {
-    let norm = |s: &str| -> String {
-        s.chars()
-            .filter(|c| c.is_ascii_hexdigit())
-            .map(|c| c.to_ascii_lowercase())
-            .collect()
-    };
-    let (x, y) = (norm(a), norm(b));
-    x.len() == 32 && x == y
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,18 +350,6 @@ command = ["nbd-client", "10.0.2.2", "10809", "/dev/nbd1", "-t", "10"]
         ));
     }
 
-    #[test]
-    fn partitions_belong_to_their_disk() {
-        assert!(on_disk("nbd1", "nbd1"));
-        assert!(on_disk("nbd1p2", "nbd1"));
-        assert!(!on_disk("nbd10", "nbd1"));
-        assert!(!on_disk("nbd1p", "nbd1"));
-        assert!(on_disk("sda1", "sda"));
-        assert!(!on_disk("sdab", "sda"));
-        assert!(on_disk("xvdb2", "xvdb"));
-        assert!(!on_disk("xvdc", "xvdb"));
-    }
-
     /// The config file the packages install as /etc/mdguard/mdguard.toml.
     const SHIPPED: &str = include_str!("../packaging/mdguard.toml");
 
@@ -460,15 +418,5 @@ command = ["nbd-client", "10.0.2.2", "10809", "/dev/nbd1", "-t", "10"]
         keys(&toml::from_str(&text).unwrap(), "", &mut shipped);
         assert_eq!(shipped, documented, "packaging/mdguard.toml vs README.md");
         assert!(shipped.len() >= 20, "{shipped:?}");
-    }
-
-    #[test]
-    fn uuid_forms() {
-        assert!(same_uuid(
-            "0fbf5f2c:add243c2:bd78a4be:3ab709ef",
-            "0FBF5F2C-ADD2-43C2-BD78-A4BE3AB709EF"
-        ));
-        assert!(!same_uuid("", ""));
-        assert!(!same_uuid("0fbf5f2c", "0fbf5f2c"));
     }
 }

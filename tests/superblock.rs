@@ -13,9 +13,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use mdguard::md::superblock::{
-    matches_array, parse_at, probe_bytes, read_superblock, Role, SbError, Version,
-};
+use mdguard::md::superblock::{parse_at, probe_bytes, read_superblock, Role, SbError, Version};
 
 // ---- the builder ----------------------------------------------------------------
 
@@ -313,11 +311,11 @@ fn each_version_read_from_file_at_its_location() {
             assert_eq!(sb.device_uuid, Some([0x5a; 16]));
         }
         assert!(
-            matches_array(&sb, "3c1f9a02-7d44-e185-0b6e-aa31c45819f7"),
+            sb.uuid.matches_text("3c1f9a02-7d44-e185-0b6e-aa31c45819f7"),
             "{v}"
         );
         assert!(
-            !matches_array(&sb, "3c1f9a02-7d44-e185-0b6e-aa31c45819f8"),
+            !sb.uuid.matches_text("3c1f9a02-7d44-e185-0b6e-aa31c45819f8"),
             "{v}"
         );
         // and the in-memory path agrees with the file path
@@ -332,10 +330,10 @@ fn v090_uuid_mdadm_form_is_word_order() {
     let sb = probe_bytes(&img).unwrap();
     // set_uuid0 = 0x029a1f3c as a native word; mdadm prints %08x per word
     assert_eq!(sb.uuid.mdadm(), "029a1f3c:85e1447d:31aa6e0b:f71958c4");
-    assert!(matches_array(&sb, "029a1f3c:85e1447d:31aa6e0b:f71958c4"));
-    assert!(matches_array(&sb, "3C1F9A02-7D44-E185-0B6E-AA31C45819F7"));
+    assert!(sb.uuid.matches_text("029a1f3c:85e1447d:31aa6e0b:f71958c4"));
+    assert!(sb.uuid.matches_text("3C1F9A02-7D44-E185-0B6E-AA31C45819F7"));
     // the v1 reading of the same bytes is a different array for mdadm
-    assert!(!matches_array(&sb, "3c1f9a02:7d44e185:0b6eaa31:c45819f7"));
+    assert!(!sb.uuid.matches_text("3c1f9a02:7d44e185:0b6eaa31:c45819f7"));
 }
 
 #[test]

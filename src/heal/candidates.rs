@@ -6,7 +6,7 @@ use super::engine::Engine;
 use super::leg::{Leg, Phase};
 use super::lifecycle::self_add_action;
 use super::membership::verdict;
-use crate::config::same_uuid;
+use crate::md::identity::same_uuid;
 use crate::md::model::{Array, Snapshot};
 
 impl Engine {

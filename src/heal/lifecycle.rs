@@ -425,7 +425,7 @@ impl Engine {
                     if let Some(disk) = self.config.reconnect_for(&dev).map(|r| r.device.clone()) {
                         let busy = self.legs.values().any(|l| {
                             l.phase == Phase::Reconnecting
-                                && crate::config::on_disk(&l.device, &disk)
+                                && crate::md::identity::on_disk(&l.device, &disk)
                         });
                         if !busy {
                             if let Some(l) = self.legs.get_mut(&key) {

@@ -2,7 +2,7 @@
 
 use super::action::{SbFacts, SbRole};
 use super::engine::ArrayMem;
-use crate::config::same_uuid;
+use crate::md::identity::same_uuid;
 use crate::md::model::Array;
 
 /// Does this superblock prove the device belongs in this array, in a slot that is

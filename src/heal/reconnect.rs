@@ -13,7 +13,7 @@ impl Engine {
         let Some(disk) = self.config.reconnect_for(dev).map(|r| r.device.clone()) else {
             return;
         };
-        let on = |l: &Leg| crate::config::on_disk(&l.device, &disk);
+        let on = |l: &Leg| crate::md::identity::on_disk(&l.device, &disk);
         if self
             .legs
             .values()
@@ -90,11 +90,9 @@ impl Engine {
     ) {
         let max = self.config.probe.max_interval_s * SEC;
         let mut next = None;
-        for l in self
-            .legs
-            .values_mut()
-            .filter(|l| l.phase == Phase::Reconnecting && crate::config::on_disk(&l.device, disk))
-        {
+        for l in self.legs.values_mut().filter(|l| {
+            l.phase == Phase::Reconnecting && crate::md::identity::on_disk(&l.device, disk)
+        }) {
             match outcome {
                 Outcome::Done => {
                     l.phase = Phase::Failed;

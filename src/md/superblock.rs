@@ -19,6 +19,7 @@
 //! Everything here is total: any byte string and any device size give `Ok` or an
 //! [`SbError`], never a panic (the `superblock` fuzz target checks that).
 
+pub use crate::md::identity::Uuid;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
@@ -94,102 +95,6 @@ impl fmt::Display for Version {
             Version::V1_1 => f.write_str("1.1"),
             Version::V1_2 => f.write_str("1.2"),
         }
-    }
-}
-
-/// An array's UUID as the kernel holds it (`mddev->uuid`, the bytes behind the
-/// sysfs `md/uuid` file), remembering whether it came from a 0.90 superblock,
-/// where mdadm prints it differently.
-///
-/// * sysfs form (`%pU`): the 16 bytes in order, `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
-/// * mdadm form (`--examine`, `--detail`, `/dev/disk/by-id/md-uuid-*`):
-///   `xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx`. For 1.x it is the same bytes in order;
-///   for 0.90 each group is one native-endian `set_uuidN` word printed as `%08x`,
-///   so on little-endian machines the bytes of each group appear reversed compared
-///   with sysfs.
-///
-/// `Display` gives the mdadm form. Equality compares the bytes only.
-#[derive(Debug, Clone, Copy)]
-pub struct Uuid {
-    bytes: [u8; 16],
-    v090_words: bool,
-}
-
-impl Uuid {
-    /// A UUID from a 1.x superblock's `set_uuid`.
-    pub fn from_v1_bytes(bytes: [u8; 16]) -> Uuid {
-        Uuid {
-            bytes,
-            v090_words: false,
-        }
-    }
-
-    /// A UUID from a 0.90 superblock's `set_uuid0..3` words (as read natively).
-    pub fn from_v090_words(words: [u32; 4]) -> Uuid {
-        let mut bytes = [0u8; 16];
-        for (chunk, w) in bytes.chunks_exact_mut(4).zip(words) {
-            chunk.copy_from_slice(&w.to_ne_bytes());
-        }
-        Uuid {
-            bytes,
-            v090_words: true,
-        }
-    }
-
-    /// The bytes in kernel (sysfs) order.
-    pub fn bytes(&self) -> [u8; 16] {
-        self.bytes
-    }
-
-    /// The form of the sysfs `md/uuid` file: `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
-    pub fn sysfs(&self) -> String {
-        let mut s = String::with_capacity(36);
-        for (i, b) in self.bytes.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                s.push('-');
-            }
-            s.push_str(&format!("{b:02x}"));
-        }
-        s
-    }
-
-    /// The form mdadm prints: `xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx`.
-    pub fn mdadm(&self) -> String {
-        let mut s = String::with_capacity(35);
-        for (i, chunk) in self.bytes.chunks_exact(4).enumerate() {
-            if i > 0 {
-                s.push(':');
-            }
-            if self.v090_words {
-                let w = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-                s.push_str(&format!("{w:08x}"));
-            } else {
-                for b in chunk {
-                    s.push_str(&format!("{b:02x}"));
-                }
-            }
-        }
-        s
-    }
-
-    /// Whether `text` names this UUID in either form (case-insensitive, surrounding
-    /// whitespace ignored).
-    pub fn matches_text(&self, text: &str) -> bool {
-        let t = text.trim().to_ascii_lowercase();
-        !t.is_empty() && (t == self.mdadm() || t == self.sysfs())
-    }
-}
-
-impl PartialEq for Uuid {
-    fn eq(&self, other: &Uuid) -> bool {
-        self.bytes == other.bytes
-    }
-}
-impl Eq for Uuid {}
-
-impl fmt::Display for Uuid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.mdadm())
     }
 }
 
@@ -269,20 +174,6 @@ pub struct Superblock {
     pub device_uuid: Option<[u8; 16]>,
     /// The stored (and verified) checksum.
     pub checksum: u32,
-}
-
-impl Superblock {
-    /// Whether this superblock puts the device in the array named by `array_uuid`.
-    pub fn belongs_to(&self, array_uuid: &str) -> bool {
-        self.uuid.matches_text(array_uuid)
-    }
-}
-
-/// Whether `sb` carries the array UUID given as text, in mdadm's
-/// `xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx` form or the sysfs
-/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` form (case-insensitive).
-pub fn matches_array(sb: &Superblock, array_uuid: &str) -> bool {
-    sb.uuid.matches_text(array_uuid)
 }
 
 /// Why no superblock could be returned.
@@ -854,28 +745,5 @@ mod tests {
         b[8..10].copy_from_slice(&2u16.to_le_bytes());
         // 0xffffffff + 2 = 0x1_0000_0001 -> folded 1 + 1 = 2
         assert_eq!(md_csum(&b, 4, false), 2);
-    }
-
-    #[test]
-    fn uuid_forms() {
-        let u = Uuid::from_v1_bytes([
-            0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x10, 0x32, 0x54, 0x76, 0x98, 0xba,
-            0xdc, 0xfe,
-        ]);
-        assert_eq!(u.mdadm(), "01234567:89abcdef:10325476:98badcfe");
-        assert_eq!(u.sysfs(), "01234567-89ab-cdef-1032-547698badcfe");
-        assert_eq!(u.to_string(), u.mdadm());
-        assert!(u.matches_text(" 01234567-89AB-cdef-1032-547698badcfe\n"));
-        assert!(!u.matches_text(""));
-        assert!(!u.matches_text("01234567:89abcdef:10325476:98badcff"));
-    }
-
-    #[cfg(target_endian = "little")]
-    #[test]
-    fn uuid_v090_words_print_as_mdadm_does() {
-        let u = Uuid::from_v090_words([0x0123_4567, 0x89ab_cdef, 1, 2]);
-        assert_eq!(u.mdadm(), "01234567:89abcdef:00000001:00000002");
-        // the kernel memcpy()s the words, so sysfs shows them byte-swapped on x86
-        assert_eq!(u.sysfs(), "67452301-efcd-ab89-0100-000002000000");
     }
 }
