@@ -17,14 +17,14 @@ mod notify;
 mod sources;
 mod state;
 
-use sources::{drain, wake, watch_config, Notifier};
+use sources::{drain, wake, watch_config, Notifier, Source};
 
 use crate::md::pressure::read_io_pressure;
 use crate::md::uevent::{open_uevent, parse_uevent};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -302,77 +302,8 @@ impl Daemon {
                     break;
                 }
             }
-            let timeout = match self.timeout() {
-                Some(ms) => PollTimeout::try_from(ms.min(i32::MAX as u64) as i32)
-                    .unwrap_or(PollTimeout::MAX),
-                None => PollTimeout::NONE,
-            };
-            let mut fds: Vec<PollFd> = Vec::new();
-            fds.push(PollFd::new(self.wake_r.as_fd(), PollFlags::POLLIN));
-            if let Some(u) = &self.uevent {
-                fds.push(PollFd::new(u.as_fd(), PollFlags::POLLIN));
-            }
-            if let Some(i) = &self.inotify {
-                fds.push(PollFd::new(i.as_fd(), PollFlags::POLLIN));
-            }
-            // SAFETY: the fd belongs to the xenstore client, which outlives `fds`.
-            let xs_fd = self
-                .xs
-                .as_ref()
-                .and_then(|x| x.fd())
-                .map(|fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
-            if let Some(fd) = xs_fd {
-                fds.push(PollFd::new(fd, PollFlags::POLLIN));
-            }
-            let fixed = fds.len();
-            for n in &self.notifiers {
-                fds.push(PollFd::new(n.file.as_fd(), PollFlags::POLLPRI));
-            }
-            match poll(&mut fds, timeout) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(io::Error::from(e)),
-            }
-            let fired: Vec<bool> = fds
-                .iter()
-                .map(|f| {
-                    f.revents().is_some_and(|r| {
-                        r.intersects(PollFlags::POLLIN | PollFlags::POLLPRI | PollFlags::POLLERR)
-                    })
-                })
-                .collect();
-            drop(fds);
-            let mut idx = 0;
-            if fired[idx] {
-                drain(&self.wake_r);
-            }
-            idx += 1;
-            if self.uevent.is_some() {
-                if fired[idx] {
-                    self.read_uevents();
-                }
-                idx += 1;
-            }
-            if self.inotify.is_some() {
-                if fired[idx] {
-                    if let Some(i) = &self.inotify {
-                        let _ = i.read_events();
-                    }
-                    self.reload();
-                }
-                idx += 1;
-            }
-            if xs_fd.is_some() {
-                if fired[idx] {
-                    self.xenstore_requests();
-                }
-                idx += 1;
-            }
-            debug_assert_eq!(idx, fixed);
-            for (n, f) in self.notifiers.iter_mut().zip(&fired[fixed..]) {
-                if *f {
-                    n.rearm();
-                }
+            for src in self.wait()? {
+                self.handle(src);
             }
             if self.hup.swap(false, Ordering::Relaxed) {
                 self.reload();
@@ -391,6 +322,71 @@ impl Daemon {
         log::notice("mdguard stopping; sync speed limits restored");
         notify::send("STOPPING=1");
         Ok(())
+    }
+
+    /// Sleep in poll(2) until a source fires or the next timer is due; the sources
+    /// that fired, by id.
+    fn wait(&self) -> io::Result<Vec<Source>> {
+        let timeout = match self.timeout() {
+            Some(ms) => {
+                PollTimeout::try_from(ms.min(i32::MAX as u64) as i32).unwrap_or(PollTimeout::MAX)
+            }
+            None => PollTimeout::NONE,
+        };
+        let mut set: Vec<(Source, BorrowedFd<'_>, PollFlags)> =
+            vec![(Source::Wake, self.wake_r.as_fd(), PollFlags::POLLIN)];
+        if let Some(u) = &self.uevent {
+            set.push((Source::Uevent, u.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(i) = &self.inotify {
+            set.push((Source::Config, i.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(fd) = self.xs.as_ref().and_then(|x| x.fd()) {
+            // SAFETY: the fd belongs to the xenstore client, which outlives `set`.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            set.push((Source::Xenstore, fd, PollFlags::POLLIN));
+        }
+        for (i, n) in self.notifiers.iter().enumerate() {
+            set.push((Source::Md(i), n.file.as_fd(), PollFlags::POLLPRI));
+        }
+        let mut fds: Vec<PollFd> = set
+            .iter()
+            .map(|(_, fd, flags)| PollFd::new(*fd, *flags))
+            .collect();
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(io::Error::from(e)),
+        }
+        let woke = PollFlags::POLLIN | PollFlags::POLLPRI | PollFlags::POLLERR;
+        Ok(set
+            .iter()
+            .map(|(id, _, _)| *id)
+            .zip(&fds)
+            .filter(|(_, f)| f.revents().is_some_and(|r| r.intersects(woke)))
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// Take what a source that fired has to say.
+    fn handle(&mut self, src: Source) {
+        match src {
+            Source::Wake => drain(&self.wake_r),
+            Source::Uevent => self.read_uevents(),
+            Source::Config => {
+                if let Some(i) = &self.inotify {
+                    let _ = i.read_events();
+                }
+                self.reload();
+            }
+            Source::Xenstore => {
+                self.xenstore_requests();
+            }
+            Source::Md(i) => {
+                if let Some(n) = self.notifiers.get_mut(i) {
+                    n.rearm();
+                }
+            }
+        }
     }
 
     /// dom0's requests; true when one needs a fresh look at md.

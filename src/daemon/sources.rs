@@ -7,6 +7,22 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
+/// A poll source, by id: the loop asks each source that fired by its id, not by
+/// its position in the poll set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The self-pipe: a signal arrived or a helper thread finished.
+    Wake,
+    /// The kernel's uevent socket: a block device appeared or changed.
+    Uevent,
+    /// inotify on the config file's directory.
+    Config,
+    /// The xenstore connection: dom0 wrote a control key, or a vbd changed.
+    Xenstore,
+    /// A md file whose POLLPRI says it changed (index into the loop's notifiers).
+    Md(usize),
+}
+
 /// A file whose POLLPRI says "changed": read it from offset 0 to re-arm.
 pub struct Notifier {
     pub path: PathBuf,
