@@ -1,0 +1,453 @@
+//! The whole daemon on the ordinary test tier: `mdguard run --root DIR` over a
+//! prepared /proc, /sys and /dev tree, driven through scripted steps.
+//!
+//! The engine's rules have unit tests of their own (src/heal/tests.rs); these tests
+//! check the glue around them: that the running program feeds every rule its input
+//! (md's state, timers, probe results, action outcomes, I/O pressure, dom0's probe
+//! hint, the config file, the state file) and carries out what the rule decides. A
+//! rule whose input the daemon never feeds fails one of these tests.
+//!
+//! A prepared tree sends no POLLPRI, so after changing it a test sends SIGHUP, which
+//! wakes the loop (any wake-up makes it read md's state again). Sysfs writes land in
+//! the tree's files, where the tests read them; the real kernel's side of each action
+//! is proven in the VM tier (tests/vm_heal.rs).
+
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A leg of the prepared array: its device name, slot, and sysfs state word.
+struct Leg {
+    dev: &'static str,
+    slot: Option<u32>,
+    state: &'static str,
+}
+
+fn leg(dev: &'static str, slot: Option<u32>, state: &'static str) -> Leg {
+    Leg { dev, slot, state }
+}
+
+/// One RAID1 array as md would show it in /proc/mdstat and sysfs.
+struct Md {
+    name: &'static str,
+    uuid: String,
+    array_state: &'static str,
+    /// `recover` with 10% done, or none.
+    recovering: bool,
+    legs: Vec<Leg>,
+}
+
+/// A guest's root: /proc, /sys, /dev and the config, and the daemon running on it.
+struct Guest {
+    dir: tempfile::TempDir,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Guest {
+    fn new(config: &str) -> Guest {
+        let dir = tempfile::tempdir().unwrap();
+        for d in [
+            "proc/pressure",
+            "sys/block",
+            "sys/class/block",
+            "dev",
+            "run",
+        ] {
+            fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        let log = dir.path().join("agent.log");
+        let g = Guest {
+            dir,
+            log,
+            child: None,
+        };
+        g.write("etc/mdguard.toml", config);
+        g.write(
+            "proc/pressure/io",
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+        );
+        g
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.path(rel)).unwrap_or_default()
+    }
+
+    /// md's view of the array: /proc/mdstat and /sys/block/<md>/md.
+    fn set_md(&self, md: &Md) {
+        let raid_disks = 2u32;
+        let in_sync_slot = |s: u32| {
+            md.legs
+                .iter()
+                .any(|l| l.slot == Some(s) && l.state == "in_sync")
+        };
+        let working = (0..raid_disks).filter(|s| in_sync_slot(*s)).count() as u32;
+        let pattern: String = (0..raid_disks)
+            .map(|s| if in_sync_slot(s) { 'U' } else { '_' })
+            .collect();
+        let members: Vec<String> = md
+            .legs
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let mark = match l.state {
+                    "faulty" => "(F)",
+                    "spare" => "(S)",
+                    _ => "",
+                };
+                format!("{}[{i}]{mark}", l.dev)
+            })
+            .collect();
+        let mut mdstat = format!(
+            "Personalities : [raid1]\n{} : active raid1 {}\n      65472 blocks super 1.2 [{raid_disks}/{working}] [{pattern}]\n",
+            md.name,
+            members.join(" ")
+        );
+        if md.recovering {
+            mdstat.push_str("      [==>..................]  recovery = 10.0% (6547/65472) finish=1.0min speed=1000K/sec\n");
+        }
+        mdstat.push_str("\nunused devices: <none>\n");
+        self.write("proc/mdstat", &mdstat);
+        let sys = format!("sys/block/{}/md", md.name);
+        let attrs = [
+            ("level", "raid1".to_string()),
+            ("raid_disks", raid_disks.to_string()),
+            ("array_state", md.array_state.to_string()),
+            ("degraded", (raid_disks - working).to_string()),
+            (
+                "sync_action",
+                if md.recovering { "recover" } else { "idle" }.to_string(),
+            ),
+            (
+                "sync_completed",
+                if md.recovering {
+                    "13094 / 130944"
+                } else {
+                    "none"
+                }
+                .to_string(),
+            ),
+            (
+                "sync_speed",
+                if md.recovering { "1000" } else { "none" }.to_string(),
+            ),
+            ("metadata_version", "1.2".to_string()),
+            ("uuid", md.uuid.clone()),
+        ];
+        for (k, v) in attrs {
+            self.write(&format!("{sys}/{k}"), &v);
+        }
+        // what md shows until someone writes a limit; a test reads what mdguard wrote
+        for (k, v) in [
+            ("sync_speed_min", "1000 (system)"),
+            ("sync_speed_max", "200000 (system)"),
+        ] {
+            if !self.path(&format!("{sys}/{k}")).exists() {
+                self.write(&format!("{sys}/{k}"), v);
+            }
+        }
+        for l in &md.legs {
+            let d = format!("{sys}/dev-{}", l.dev);
+            self.write(&format!("{d}/state"), l.state);
+            self.write(
+                &format!("{d}/slot"),
+                &l.slot.map_or("none".into(), |s| s.to_string()),
+            );
+            self.write(&format!("{d}/errors"), "0");
+        }
+    }
+
+    /// A block device of the guest: a 4 MiB image with `sb` (4 KiB at the 1.2
+    /// location) or without any superblock.
+    fn set_dev(&self, dev: &str, sb: Option<&[u8]>) {
+        let p = self.path(&format!("dev/{dev}"));
+        let mut f = fs::File::create(&p).unwrap();
+        f.set_len(4 << 20).unwrap();
+        if let Some(sb) = sb {
+            f.seek(SeekFrom::Start(4096)).unwrap();
+            f.write_all(sb).unwrap();
+        }
+    }
+
+    fn start(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_mdguard"))
+            .args(["run", "--foreground", "--exit-after", "120", "--root"])
+            .arg(self.dir.path())
+            .arg("--config")
+            .arg(self.path("etc/mdguard.toml"))
+            // no xenstore here: the agent says so and heals on
+            .env("XENSTORED_PATH", self.path("no-xenstored"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&self.log).unwrap())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_log("watching md arrays");
+    }
+
+    fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.as_ref().expect("started").id() as i32)
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(self.pid(), sig).unwrap();
+    }
+
+    /// Wake the loop so it reads the tree again.
+    fn poke(&self) {
+        self.signal(nix::sys::signal::Signal::SIGHUP);
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait (bounded) until the daemon's log holds `needle`.
+    fn wait_log(&self, needle: &str) {
+        self.wait_until(&format!("log line {needle:?}"), || {
+            self.log().contains(needle)
+        });
+    }
+
+    fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out waiting for {what}; the daemon's log:\n{}",
+            self.log()
+        );
+    }
+
+    /// Stop the daemon the way systemd does and wait for it.
+    fn stop(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let mut c = self.child.take().expect("started");
+        let status = c.wait().unwrap();
+        assert!(status.success(), "{status}\n{}", self.log());
+    }
+
+    fn kill9(&mut self) {
+        let mut c = self.child.take().expect("started");
+        c.kill().unwrap();
+        let _ = c.wait();
+    }
+}
+
+/// The 4 KiB 1.2 superblock of tests/fixtures/superblock: device 1 in slot 1 of a
+/// two-leg RAID1; and its array UUID as sysfs prints it.
+fn returning_leg_sb() -> (Vec<u8>, String) {
+    let block =
+        fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/superblock/v1.2.sb"))
+            .unwrap();
+    let sb =
+        mdguard::md::superblock::parse_at(&block, mdguard::md::superblock::Version::V1_2, 4 << 20)
+            .unwrap();
+    assert_eq!(sb.role, mdguard::md::superblock::Role::Active(1));
+    (block, sb.uuid.sysfs())
+}
+
+const QUICK: &str = "[probe]\ninitial_interval_s = 1\n[throttle]\njitter_s = 0\n";
+
+fn degraded(uuid: &str) -> Md {
+    Md {
+        name: "md0",
+        uuid: uuid.into(),
+        array_state: "active",
+        recovering: false,
+        legs: vec![leg("nbd0", Some(0), "in_sync"), leg("nbd1", None, "faulty")],
+    }
+}
+
+#[test]
+fn failed_leg_is_probed_and_readded_when_its_superblock_proves_it() {
+    let (sb, uuid) = returning_leg_sb();
+    let mut g = Guest::new(QUICK);
+    g.set_md(&degraded(&uuid));
+    g.set_dev("nbd0", None);
+    g.set_dev("nbd1", Some(&sb));
+    g.start();
+    // md's state -> the failure is seen; the timer -> the probe; the probe's
+    // result -> the verdict; the action's outcome -> the log
+    g.wait_log("md0: leg nbd1 failed; probing it in 1s");
+    g.wait_log("md0: leg nbd1 answers again and its superblock proves it belongs here");
+    g.wait_log("md0: re-added nbd1");
+    assert_eq!(g.read("sys/block/md0/md/dev-nbd1/state"), "re-add");
+    // md takes it back: the leg is healthy again
+    let mut md = degraded(&uuid);
+    md.legs[1] = leg("nbd1", Some(1), "in_sync");
+    g.set_md(&md);
+    g.poke();
+    g.stop();
+    assert!(!g.log().contains("will not be re-added"), "{}", g.log());
+}
+
+#[test]
+fn leg_of_another_array_is_refused_and_left_alone() {
+    let (sb, _) = returning_leg_sb();
+    let mut g = Guest::new(QUICK);
+    // the array's UUID is not the one in the returning leg's superblock
+    g.set_md(&degraded("01234567-89ab-cdef-0123-456789abcdef"));
+    g.set_dev("nbd0", None);
+    g.set_dev("nbd1", Some(&sb));
+    g.start();
+    g.wait_log(
+        "md0: leg nbd1 answers but will not be re-added: its superblock belongs to another array",
+    );
+    // give it time to do anything else it would do
+    g.poke();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(g.read("sys/block/md0/md/dev-nbd1/state"), "faulty");
+    g.stop();
+    assert!(!g.log().contains("md0: re-added"), "{}", g.log());
+}
+
+#[test]
+fn dom0_probe_hint_probes_a_leg_before_its_timer() {
+    let (sb, uuid) = returning_leg_sb();
+    // the first probe is an hour away: only the hint can bring the leg back now
+    let mut g = Guest::new(
+        "[probe]\ninitial_interval_s = 3600\nmax_interval_s = 3600\n[throttle]\njitter_s = 0\n",
+    );
+    g.set_md(&degraded(&uuid));
+    g.set_dev("nbd0", None);
+    g.set_dev("nbd1", Some(&sb));
+    g.start();
+    g.wait_log("md0: leg nbd1 failed; probing it in 3600s");
+    assert_eq!(g.read("sys/block/md0/md/dev-nbd1/state"), "faulty");
+    // SIGUSR1 enters the engine through the same call as dom0's xenstore request
+    g.signal(nix::sys::signal::Signal::SIGUSR1);
+    g.wait_log("dom0 asked for a probe");
+    g.wait_log("md0: re-added nbd1");
+    assert_eq!(g.read("sys/block/md0/md/dev-nbd1/state"), "re-add");
+    g.stop();
+}
+
+fn recovering(uuid: &str) -> Md {
+    Md {
+        name: "md0",
+        uuid: uuid.into(),
+        array_state: "active",
+        recovering: true,
+        legs: vec![
+            leg("nbd0", Some(0), "in_sync"),
+            leg("nbd1", Some(1), "spare"),
+        ],
+    }
+}
+
+#[test]
+fn busy_guest_slows_the_resync_and_the_limits_are_put_back_on_stop() {
+    let (_, uuid) = returning_leg_sb();
+    let mut g = Guest::new("[throttle]\nmax_kbps = 8000\nbusy_divisor = 4\nbusy_pressure = 20.0\n");
+    // the guest's own I/O is stalled 80% of the time
+    g.write(
+        "proc/pressure/io",
+        "some avg10=80.00 avg60=50.00 avg300=10.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+    );
+    g.set_md(&recovering(&uuid));
+    g.start();
+    g.wait_log("md0: resync throttled to 2000 KiB/s (guest I/O busy)");
+    assert_eq!(g.read("sys/block/md0/md/sync_speed_max"), "2000");
+    // the limits to put back are kept where a restart finds them
+    assert!(g.path("run/mdguard/speed-limits.json").exists());
+    // the pressure is gone: the config's ceiling alone
+    g.write(
+        "proc/pressure/io",
+        "some avg10=1.00 avg60=50.00 avg300=10.00 total=2\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+    );
+    g.poke();
+    g.wait_log("md0: resync throttled to 8000 KiB/s\n");
+    assert_eq!(g.read("sys/block/md0/md/sync_speed_max"), "8000");
+    g.stop();
+    assert_eq!(g.read("sys/block/md0/md/sync_speed_max"), "system");
+    assert_eq!(g.read("sys/block/md0/md/sync_speed_min"), "system");
+    assert!(!g.path("run/mdguard/speed-limits.json").exists());
+}
+
+#[test]
+fn limits_changed_before_a_kill_9_are_put_back_by_the_next_run() {
+    let (_, uuid) = returning_leg_sb();
+    let mut g = Guest::new("[throttle]\nmax_kbps = 3000\n");
+    g.set_md(&recovering(&uuid));
+    g.start();
+    g.wait_log("md0: resync throttled to 3000 KiB/s");
+    assert_eq!(g.read("sys/block/md0/md/sync_speed_max"), "3000");
+    g.kill9();
+    // the recovery finished while no mdguard ran
+    let mut md = recovering(&uuid);
+    md.recovering = false;
+    md.legs[1] = leg("nbd1", Some(1), "in_sync");
+    g.set_md(&md);
+    g.start();
+    g.wait_log("found speed limits a previous mdguard changed");
+    g.wait_until("sync_speed_max put back", || {
+        g.read("sys/block/md0/md/sync_speed_max") == "system"
+    });
+    g.stop();
+}
+
+#[test]
+fn writes_that_hang_are_reported_and_their_end_too() {
+    let (_, uuid) = returning_leg_sb();
+    let mut g = Guest::new("[heal]\nstall_timeout_s = 1\n");
+    let mut md = degraded(&uuid);
+    md.legs[1] = leg("nbd1", Some(1), "in_sync");
+    md.array_state = "write-pending";
+    g.set_md(&md);
+    g.start();
+    g.wait_log("md0: writes stalled for 1s");
+    md.array_state = "active";
+    g.set_md(&md);
+    g.poke();
+    g.wait_log("md0: writes flow again");
+    g.stop();
+}
+
+#[test]
+fn an_edited_config_is_taken_without_a_restart() {
+    let (_, uuid) = returning_leg_sb();
+    let mut g = Guest::new("[throttle]\nmax_kbps = 3000\n");
+    g.set_md(&recovering(&uuid));
+    g.start();
+    g.wait_log("md0: resync throttled to 3000 KiB/s");
+    // the admin edits the file (an editor's rename): inotify, no signal sent
+    g.write("etc/mdguard.toml.new", "[throttle]\nmax_kbps = 6000\n");
+    fs::rename(g.path("etc/mdguard.toml.new"), g.path("etc/mdguard.toml")).unwrap();
+    g.wait_log("configuration reloaded");
+    g.wait_log("md0: resync throttled to 6000 KiB/s");
+    assert_eq!(g.read("sys/block/md0/md/sync_speed_max"), "6000");
+    // a broken edit is refused with its line, and the last good config stays
+    g.write("etc/mdguard.toml.new", "[throttle]\nmax_kbps = \"fast\"\n");
+    fs::rename(g.path("etc/mdguard.toml.new"), g.path("etc/mdguard.toml")).unwrap();
+    g.wait_log("keeping the previous configuration");
+    assert_eq!(g.read("sys/block/md0/md/sync_speed_max"), "6000");
+    g.stop();
+}
