@@ -6,6 +6,7 @@
 //! ([`heal::act`]), in one poll(2) loop ([`daemon`]).
 //! Every path goes through one [`root::Root`] so tests can run over a prepared tree.
 
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod heal;
@@ -13,4 +14,5 @@ pub mod log;
 pub mod md;
 pub mod report;
 pub mod root;
+pub mod text;
 pub mod xenstore;

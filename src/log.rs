@@ -44,10 +44,7 @@ pub fn init(foreground: bool, dev_log: &std::path::Path) {
 /// Log one line. Control characters are replaced so a hostile value cannot forge
 /// extra lines.
 pub fn log(sev: Severity, msg: &str) {
-    let clean: String = msg
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
+    let clean = crate::text::one_line(msg);
     let word = match sev {
         Severity::Error => "error",
         Severity::Warning => "warning",

@@ -159,3 +159,85 @@ fn comparison_catches_each_kind_of_disagreement() {
         assert!(err.contains(what), "changing {what} reported as: {err}");
     }
 }
+
+/// `mdguard status` and the xenstore report say the same word for every member of
+/// every capture (they once disagreed on "rebuilding").
+#[test]
+fn status_and_xenstore_name_every_member_alike() {
+    use mdguard::md::model::Snapshot as Model;
+    use mdguard::report::{agent, status};
+    let check = |what: &str, snap: &Model| {
+        let engine = mdguard::heal::Engine::new(mdguard::config::Config::default(), 1);
+        let text = status::status_text(snap);
+        let mut members = 0;
+        for a in &snap.arrays {
+            let published = agent::summary(a, &engine).members;
+            assert_eq!(published.len(), a.members.len(), "{what} {}", a.name);
+            for (dev, word) in published {
+                members += 1;
+                let shown = match word.as_str() {
+                    "faulty" => "FAULTY".to_string(),
+                    // status shows the kernel's own words instead
+                    "unknown" => continue,
+                    w => w.to_string(),
+                };
+                assert!(
+                    text.contains(&format!("{dev} {shown}")),
+                    "{what}: xenstore says {dev} is {word}, status says:\n{text}"
+                );
+            }
+        }
+        members
+    };
+    let mut n = 0;
+    for stage in stages() {
+        let dir = tempfile::tempdir().unwrap();
+        build_root(&stage, dir.path());
+        let snap =
+            mdguard::md::observe::read_snapshot(&mdguard::root::Root::new(dir.path())).unwrap();
+        n += check(&stage, &snap);
+    }
+    // mdstat alone (no sysfs): the demo guest and every mdstat capture
+    let mut texts: Vec<PathBuf> = vec![fixtures().join("demo/proc/mdstat")];
+    texts.extend(
+        std::fs::read_dir(fixtures().join("mdstat"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path()),
+    );
+    for p in texts {
+        let snap = mdguard::md::observe::snapshot_from(
+            &mdguard::root::Root::new("/nonexistent-mdguard-root"),
+            &std::fs::read_to_string(&p).unwrap(),
+        );
+        n += check(&p.display().to_string(), &snap);
+    }
+    // one member of each condition, including the cases the captures lack: a
+    // slot without `spare` (rebuilding), no states at all (up)
+    let mut a = mdguard::md::model::Array::named("md9");
+    a.level = Some("raid1".into());
+    a.raid_disks = Some(2);
+    let m = |dev: &str, slot: Option<u32>, states: &[&str]| mdguard::md::model::Member {
+        device: dev.into(),
+        slot,
+        descriptor: None,
+        states: states.iter().map(|s| s.to_string()).collect(),
+        faulty: states.contains(&"faulty"),
+        errors: None,
+    };
+    a.members = vec![
+        m("xvda", Some(0), &["in_sync"]),
+        m("xvdb", Some(1), &["write_mostly"]),
+        m("xvdc", Some(1), &["spare"]),
+        m("xvdd", None, &["spare"]),
+        m("xvde", None, &["faulty"]),
+        m("xvdf", None, &[]),
+    ];
+    a.derive_health();
+    let synthetic = Model {
+        arrays: vec![a],
+        problems: vec![],
+    };
+    n += check("synthetic", &synthetic);
+    assert!(n > 60, "only {n} members compared");
+}

@@ -65,7 +65,7 @@ proptest! {
         let _ = schema::parse_u64(&b);
         let _ = Health::parse(&b);
         let _ = ArrayJson::parse(&b);
-        prop_assert!(schema::printable(&b, 40).len() <= 40 * 4 + 3);
+        prop_assert!(mdguard::text::printable(&b, 40).len() <= 40 * 4 + 3);
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! or a reconnect, or a timer the policy asked for expires. While every array is
 //! healthy it wakes up for nothing.
 
+use crate::clock::{unix_now, unix_time, Clock};
 use crate::config::Config;
-use crate::heal::act::dispatch::{Clock, Dispatcher};
+use crate::heal::act::dispatch::Dispatcher;
 use crate::heal::{Action, Engine, Env, Ms};
 use crate::log;
 use crate::md::model::{Health, Snapshot};
@@ -94,11 +95,7 @@ impl Daemon {
             signal_hook::flag::register(sig, flag.clone())?;
             signal_hook::low_level::pipe::register(sig, wake_w.try_clone()?)?;
         }
-        let seed = (std::process::id() as u64) << 32
-            ^ std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1);
+        let seed = (std::process::id() as u64) << 32 ^ (unix_time().as_nanos() as u64).max(1);
         let uevent = open_uevent().map_err(|e| log::warn(&format!("no uevent socket ({e}); new block devices are seen only on md events and timers"))).ok();
         let inotify = watch_config(&opts.config_path)
             .map_err(|e| {
@@ -230,11 +227,7 @@ impl Daemon {
             consider(last + every);
         }
         if let Some(due) = self.xs.as_ref().and_then(|x| x.next_due) {
-            let unix = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            consider(now + due.saturating_sub(unix) * 1000);
+            consider(now + due.saturating_sub(unix_now()) * 1000);
         }
         t.map(|d| d.saturating_sub(now))
     }
@@ -283,7 +276,7 @@ impl Daemon {
                 continue;
             }
             self.rewatch();
-            let status = summary(&self.snap);
+            let status = crate::report::status::status_line(&self.snap);
             if status != last_status {
                 notify::send(&format!("STATUS={status}"));
                 last_status = status;
@@ -422,16 +415,4 @@ impl Daemon {
             }
         }
     }
-}
-
-/// One line for systemd's STATUS=.
-pub fn summary(s: &Snapshot) -> String {
-    if s.arrays.is_empty() {
-        return "no md arrays".into();
-    }
-    s.arrays
-        .iter()
-        .map(|a| format!("{} {}", a.name, a.health))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -16,6 +16,7 @@
 //! understand becomes a [`Problem`] (line number, what was expected, what was seen)
 //! and every array it can still read is returned.
 
+use crate::text::ellipsize;
 use serde::Serialize;
 use std::fmt;
 
@@ -230,7 +231,7 @@ pub fn parse(text: &str) -> Mdstat {
                 line: n,
                 message: format!(
                     "unrecognised line outside any array (expected `Personalities :`, `mdX : ...` or `unused devices:`): `{}`",
-                    clip(line)
+                    ellipsize(line)
                 ),
             }),
         }
@@ -295,17 +296,6 @@ fn array_header(line: &str) -> Option<(&str, &str)> {
     ok.then_some((name, rest))
 }
 
-fn clip(s: &str) -> String {
-    const MAX: usize = 80;
-    if s.chars().count() <= MAX {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(MAX).collect();
-        t.push('…');
-        t
-    }
-}
-
 fn strip_desc(tok: &str) -> &str {
     tok.split('[').next().unwrap_or(tok)
 }
@@ -353,7 +343,7 @@ fn parse_header(
             Ok(m) => a.members.push(m),
             Err(e) => problems.push(Problem {
                 line: n,
-                message: format!("{name}: member `{}`: {e}", clip(tok)),
+                message: format!("{name}: member `{}`: {e}", ellipsize(tok)),
             }),
         }
     }
@@ -410,7 +400,7 @@ fn body_line(a: &mut MdstatArray, line: &str, n: usize, problems: &mut Vec<Probl
     } else {
         Err(format!(
             "unrecognised line in the array's text (expected its size, sync or bitmap line): `{}`",
-            clip(line)
+            ellipsize(line)
         ))
     };
     if let Err(e) = res {
@@ -428,10 +418,10 @@ fn parse_size_line(a: &mut MdstatArray, line: &str) -> Result<(), String> {
     a.blocks = Some(
         blocks
             .parse()
-            .map_err(|_| format!("expected `N blocks`, got `{}`", clip(line)))?,
+            .map_err(|_| format!("expected `N blocks`, got `{}`", ellipsize(line)))?,
     );
     if toks.next() != Some("blocks") {
-        return Err(format!("expected `N blocks`, got `{}`", clip(line)));
+        return Err(format!("expected `N blocks`, got `{}`", ellipsize(line)));
     }
     let rest: Vec<&str> = toks.collect();
     let mut i = 0;
@@ -587,7 +577,7 @@ fn parse_bitmap(line: &str) -> Result<MdstatBitmap, String> {
     let bad = || {
         format!(
             "expected `bitmap: used/total pages [NKB], NKB chunk[, file: path]`, got `{}`",
-            clip(line)
+            ellipsize(line)
         )
     };
     let rest = line.strip_prefix("bitmap:").ok_or_else(bad)?.trim();

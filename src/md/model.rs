@@ -22,6 +22,20 @@ pub enum Health {
 }
 
 impl Health {
+    /// Every health, best first.
+    pub const ALL: [Health; 5] = [
+        Health::Ok,
+        Health::Recovering,
+        Health::Unknown,
+        Health::Degraded,
+        Health::Failed,
+    ];
+
+    /// The health a word names (exactly as [`Health::as_str`] spells it).
+    pub fn from_word(w: &str) -> Option<Health> {
+        Health::ALL.into_iter().find(|h| h.as_str() == w)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Health::Ok => "ok",
@@ -66,6 +80,54 @@ impl Member {
     }
     pub fn spare(&self) -> bool {
         self.has_state("spare")
+    }
+
+    /// What this member is doing, in one word. The one definition that `mdguard
+    /// status` and the xenstore report both use.
+    pub fn condition(&self) -> MemberCondition {
+        if self.faulty {
+            MemberCondition::Faulty
+        } else if self.in_sync() {
+            MemberCondition::InSync
+        } else if self.slot.is_some() {
+            // md gives a slot to the member a recovery is filling (sysfs shows it
+            // as `spare` with a slot until it is in sync)
+            MemberCondition::Rebuilding
+        } else if self.spare() {
+            MemberCondition::Spare
+        } else if self.states.is_empty() {
+            MemberCondition::Up
+        } else {
+            MemberCondition::Unknown
+        }
+    }
+}
+
+/// A member's condition; see [`Member::condition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberCondition {
+    Faulty,
+    InSync,
+    /// Holds a slot and is not in sync: a recovery is (or will be) filling it.
+    Rebuilding,
+    /// No slot: waits to be used.
+    Spare,
+    /// Listed by /proc/mdstat with no flag, and sysfs says nothing more.
+    Up,
+    /// sysfs shows states none of the above explain.
+    Unknown,
+}
+
+impl MemberCondition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberCondition::Faulty => "faulty",
+            MemberCondition::InSync => "in_sync",
+            MemberCondition::Rebuilding => "rebuilding",
+            MemberCondition::Spare => "spare",
+            MemberCondition::Up => "up",
+            MemberCondition::Unknown => "unknown",
+        }
     }
 }
 

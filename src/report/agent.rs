@@ -3,6 +3,7 @@
 //! `control/mdguard/` (budget, ping, probe). Without xenstore the agent keeps
 //! healing and says so once.
 
+use crate::clock::unix_now;
 use crate::heal::{Engine, Phase};
 use crate::md::model::{Array, Snapshot};
 use crate::report::publisher::{self, PublishConfig, Publisher};
@@ -35,13 +36,6 @@ pub struct Reporter {
     /// Last error logged (to log each distinct failure once).
     last_error: Option<String>,
     had_budget: bool,
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl Reporter {
@@ -192,20 +186,7 @@ pub fn summary(a: &Array, engine: &Engine) -> ArraySummary {
     let mut members: Vec<(String, String)> = a
         .members
         .iter()
-        .map(|m| {
-            let state = if m.faulty {
-                "faulty"
-            } else if m.in_sync() {
-                "in_sync"
-            } else if m.slot.is_some() {
-                "rebuilding"
-            } else if m.spare() {
-                "spare"
-            } else {
-                "unknown"
-            };
-            (m.device.clone(), state.to_string())
-        })
+        .map(|m| (m.device.clone(), m.condition().as_str().to_string()))
         .collect();
     // legs mdguard is bringing back that md no longer lists
     for l in legs

@@ -16,13 +16,14 @@
 //! Every value read from a guest is untrusted: parsed strictly, bounded,
 //! and escaped before it reaches the terminal.
 
+use crate::clock::{unix_now, unix_time};
 use crate::report::schema::{self, ArrayJson, Health};
 use crate::xenstore::{Access, Client, Error, Perm};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: mdguard host status [--json]
        mdguard host set-budget --kbps N [--domain D]
@@ -132,7 +133,7 @@ fn run(args: Vec<OsString>) -> Result<i32, HostError> {
                 write_control(&mut c, *id, schema::CTL_BUDGET, kbps.to_string().as_bytes())?;
                 println!(
                     "{id} {} budget_kbps={kbps}",
-                    schema::printable_str(name, 40)
+                    crate::text::printable_str(name, 40)
                 );
             }
             Ok(0)
@@ -142,7 +143,10 @@ fn run(args: Vec<OsString>) -> Result<i32, HostError> {
             let token = new_token();
             for (id, name) in &doms {
                 write_control(&mut c, *id, schema::CTL_PROBE, token.as_bytes())?;
-                println!("{id} {} probe={token}", schema::printable_str(name, 40));
+                println!(
+                    "{id} {} probe={token}",
+                    crate::text::printable_str(name, 40)
+                );
             }
             Ok(0)
         }
@@ -154,18 +158,8 @@ fn run(args: Vec<OsString>) -> Result<i32, HostError> {
     }
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn new_token() -> String {
-    let ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let ns = unix_time().as_nanos();
     format!("{}-{}", ns / 1000, std::process::id())
 }
 
@@ -291,8 +285,10 @@ fn read_guest(c: &mut Client, id: u32) -> Result<GuestStatus, Error> {
     };
     for n in names.iter().take(64) {
         if !schema::valid_name(n) {
-            g.errors
-                .push(format!("array name {:?}", schema::printable_str(n, 32)));
+            g.errors.push(format!(
+                "array name {:?}",
+                crate::text::printable_str(n, 32)
+            ));
             continue;
         }
         // A key removed meanwhile is simply skipped.
@@ -329,7 +325,7 @@ fn status(c: &mut Client, json: bool) -> Result<i32, HostError> {
     let worst = reporting.iter().filter_map(|g| g.health).max();
     let code = match worst {
         None => EXIT_UNKNOWN,
-        Some(h) => h.exit_code(),
+        Some(h) => h.check_code() as i32,
     };
     let mut out = std::io::stdout().lock();
     if json {
@@ -347,7 +343,7 @@ fn status(c: &mut Client, json: bool) -> Result<i32, HostError> {
         let _ = writeln!(out, "{}", serde_json::to_string(&r).expect("serializable"));
         return Ok(code);
     }
-    let now = now_unix();
+    let now = unix_now();
     for g in &guests {
         let health = g.health.map_or("-", Health::as_str);
         let updated = match g.updated {
@@ -361,7 +357,10 @@ fn status(c: &mut Client, json: bool) -> Result<i32, HostError> {
             .map(|(n, a)| {
                 let mut s = format!("{n}:{}({}/{})", a.health, a.in_sync, a.disks);
                 if let Some((act, pct)) = &a.sync {
-                    s.push_str(&format!(" {} {pct:.1}%", schema::printable_str(act, 16)));
+                    s.push_str(&format!(
+                        " {} {pct:.1}%",
+                        crate::text::printable_str(act, 16)
+                    ));
                 }
                 s
             })
@@ -369,7 +368,7 @@ fn status(c: &mut Client, json: bool) -> Result<i32, HostError> {
         let mut line = format!(
             "{:<5} {:<20} {:<10} {:<12} {}",
             g.domid,
-            schema::printable_str(&g.name, 20),
+            crate::text::printable_str(&g.name, 20),
             health,
             updated,
             if g.health.is_none() {
@@ -379,7 +378,7 @@ fn status(c: &mut Client, json: bool) -> Result<i32, HostError> {
             }
         );
         for e in &g.errors {
-            line.push_str(&format!(" [{}]", schema::printable_str(e, 80)));
+            line.push_str(&format!(" [{}]", crate::text::printable_str(e, 80)));
         }
         let _ = writeln!(out, "{}", line.trim_end());
     }
@@ -430,14 +429,14 @@ fn ping(c: &mut Client, doms: &[(u32, String)], timeout: Duration) -> Result<i32
     for (id, (name, dt)) in &answered {
         println!(
             "{id} {} pong in {} ms",
-            schema::printable_str(name, 40),
+            crate::text::printable_str(name, 40),
             dt.as_millis()
         );
     }
     for (id, (name, _)) in &pending {
         println!(
             "{id} {} no answer within {:?}",
-            schema::printable_str(name, 40),
+            crate::text::printable_str(name, 40),
             timeout
         );
     }

@@ -39,6 +39,7 @@
 //! `mdguard host status` maps the worst guest to a nagios code: ok 0,
 //! recovering 1, degraded/failed 2, unknown or unreachable 3.
 
+use crate::text::{printable, printable_str, strip_controls};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -72,27 +73,10 @@ pub use crate::md::model::Health;
 impl Health {
     /// Strict: exactly one of the five words.
     pub fn parse(v: &[u8]) -> Result<Health, ParseError> {
-        match v {
-            b"ok" => Ok(Health::Ok),
-            b"recovering" => Ok(Health::Recovering),
-            b"unknown" => Ok(Health::Unknown),
-            b"degraded" => Ok(Health::Degraded),
-            b"failed" => Ok(Health::Failed),
-            _ => Err(ParseError::BadValue(format!(
-                "health {:?}",
-                printable(v, 24)
-            ))),
-        }
-    }
-
-    /// Nagios-style exit code: 0 ok, 1 recovering, 2 degraded/failed, 3 unknown.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Health::Ok => 0,
-            Health::Recovering => 1,
-            Health::Degraded | Health::Failed => 2,
-            Health::Unknown => 3,
-        }
+        std::str::from_utf8(v)
+            .ok()
+            .and_then(Health::from_word)
+            .ok_or_else(|| ParseError::BadValue(format!("health {:?}", printable(v, 24))))
     }
 }
 
@@ -127,39 +111,6 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
-
-/// A short, printable rendering of untrusted bytes for messages and terminals:
-/// control characters and non-ASCII are escaped, length bounded.
-pub fn printable(v: &[u8], max: usize) -> String {
-    let mut s = String::new();
-    for &b in v.iter().take(max) {
-        if (0x20..0x7f).contains(&b) {
-            s.push(b as char);
-        } else {
-            s.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    if v.len() > max {
-        s.push_str("...");
-    }
-    s
-}
-
-/// Same for a string (chars, not bytes).
-pub fn printable_str(v: &str, max: usize) -> String {
-    let mut s = String::new();
-    for c in v.chars().take(max) {
-        if c.is_control() {
-            s.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            s.push(c);
-        }
-    }
-    if v.chars().count() > max {
-        s.push_str("...");
-    }
-    s
-}
 
 fn bounded(v: &[u8], max: usize) -> Result<(), ParseError> {
     if v.len() > max {
@@ -343,10 +294,6 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-fn clip(s: &str, max: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max).collect()
-}
-
 impl ArrayJson {
     pub fn from_summary(a: &ArraySummary) -> ArrayJson {
         let mut flags = Vec::new();
@@ -358,13 +305,13 @@ impl ArrayJson {
         }
         ArrayJson {
             health: a.health,
-            level: clip(&a.level, 16),
+            level: strip_controls(&a.level, 16),
             disks: a.raid_disks,
             in_sync: a.in_sync,
             members: a
                 .members
                 .iter()
-                .map(|(d, s)| (clip(d, NAME_MAX), clip(s, 64)))
+                .map(|(d, s)| (strip_controls(d, NAME_MAX), strip_controls(s, 64)))
                 .collect(),
             // One decimal: progress is stable text and compares cleanly.
             sync: a.sync.as_ref().map(|(act, pct)| {
@@ -373,7 +320,7 @@ impl ArrayJson {
                 } else {
                     0.0
                 };
-                (clip(act, 16), (p * 10.0).round() / 10.0)
+                (strip_controls(act, 16), (p * 10.0).round() / 10.0)
             }),
             flags,
             more_members: 0,
@@ -533,12 +480,5 @@ pub(crate) mod tests {
         );
         assert_eq!(control_key("control/mdguard"), None);
         assert_eq!(control_key("control/mdguard/ping/x"), None);
-    }
-
-    #[test]
-    fn printable_escapes_terminal_controls() {
-        assert_eq!(printable(b"ok\x1b[2J", 32), "ok\\x1b[2J");
-        assert_eq!(printable(b"abcdef", 3), "abc...");
-        assert_eq!(printable_str("a\u{1b}b", 8), "a\\u{1b}b");
     }
 }

@@ -1,6 +1,6 @@
 //! What mdguard shows: the human status table, JSON, and the one-line check.
 
-use crate::md::model::{Array, Health, Member, Snapshot, SyncState};
+use crate::md::model::{Array, Health, Member, MemberCondition, Snapshot, SyncState};
 use std::fmt::Write as _;
 
 /// JSON for `mdguard status --json`. The stable contract is documented in README.
@@ -15,16 +15,12 @@ pub fn status_json(s: &Snapshot) -> String {
 
 /// One member as a short word: `nbd0p1 in_sync`, `nbd1p1 FAULTY`.
 fn member_word(m: &Member) -> String {
-    let state = if m.faulty {
-        "FAULTY".to_string()
-    } else if m.in_sync() {
-        "in_sync".to_string()
-    } else if m.spare() && m.slot.is_some() {
-        "rebuilding".to_string()
-    } else if m.states.is_empty() {
-        "up".to_string()
-    } else {
-        m.states.join(",")
+    let state = match m.condition() {
+        // shouted, so a failed leg stands out in the table
+        MemberCondition::Faulty => "FAULTY".to_string(),
+        // the kernel's own words say more than "unknown"
+        MemberCondition::Unknown => m.states.join(","),
+        c => c.as_str().to_string(),
     };
     let extra: Vec<&str> = m
         .states
@@ -165,6 +161,18 @@ pub fn status_text(s: &Snapshot) -> String {
     out
 }
 
+/// One line for systemd's STATUS=.
+pub fn status_line(s: &Snapshot) -> String {
+    if s.arrays.is_empty() {
+        return "no md arrays".into();
+    }
+    s.arrays
+        .iter()
+        .map(|a| format!("{} {}", a.name, a.health))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Nagios/Icinga plugin result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckCode {
@@ -185,13 +193,16 @@ impl CheckCode {
     }
 }
 
-/// Plugin code of one health.
-pub fn check_code_of(h: Health) -> CheckCode {
-    match h {
-        Health::Ok => CheckCode::Ok,
-        Health::Recovering => CheckCode::Warning,
-        Health::Degraded | Health::Failed => CheckCode::Critical,
-        Health::Unknown => CheckCode::Unknown,
+impl Health {
+    /// The plugin code of this health: ok 0, recovering 1, degraded and failed 2,
+    /// unknown 3. `mdguard check` and `mdguard host status` both exit with it.
+    pub fn check_code(self) -> CheckCode {
+        match self {
+            Health::Ok => CheckCode::Ok,
+            Health::Recovering => CheckCode::Warning,
+            Health::Degraded | Health::Failed => CheckCode::Critical,
+            Health::Unknown => CheckCode::Unknown,
+        }
     }
 }
 
@@ -214,11 +225,11 @@ fn check_code_rank(c: CheckCode) -> u8 {
 
 /// One line and the exit code for `mdguard check`.
 pub fn check_line(s: &Snapshot) -> (CheckCode, String) {
-    let code = worst_code(s.arrays.iter().map(|a| check_code_of(a.health)));
+    let code = worst_code(s.arrays.iter().map(|a| a.health.check_code()));
     let mut parts: Vec<String> = Vec::new();
     // The arrays that need attention first, with why.
     let mut bad: Vec<_> = s.arrays.iter().filter(|a| a.health != Health::Ok).collect();
-    bad.sort_by_key(|a| std::cmp::Reverse(check_code_rank(check_code_of(a.health))));
+    bad.sort_by_key(|a| std::cmp::Reverse(check_code_rank(a.health.check_code())));
     for a in bad {
         parts.push(format!("{} {} ({})", a.name, a.health, a.reason));
     }

@@ -5,6 +5,7 @@
 
 use super::kernel;
 use super::workers::{self, Done};
+use crate::clock::Clock;
 use crate::heal::{Action, Engine, Level, Ms, ProbeOutcome};
 use crate::log;
 use crate::md::model::Snapshot;
@@ -12,25 +13,7 @@ use crate::root::Root;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Milliseconds since the daemon started: the engine's clock.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock(Instant);
-
-impl Clock {
-    pub fn start() -> Clock {
-        Clock(Instant::now())
-    }
-
-    pub fn now(&self) -> Ms {
-        self.0.elapsed().as_millis() as Ms
-    }
-
-    pub fn elapsed(&self) -> Duration {
-        self.0.elapsed()
-    }
-}
+use std::time::Duration;
 
 /// A helper thread pokes this when it has sent a result (the loop wakes up).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
