@@ -265,6 +265,9 @@ impl Daemon {
             let now = self.now();
             let snap = self.snap.clone();
             let actions = self.engine.on_snapshot(&snap, &self.env, now);
+            // write-ahead: the limits to put back are on disk before mdguard
+            // changes them, so a crash between the two loses nothing
+            self.persist_saved_speeds();
             self.execute(actions);
             self.persist_saved_speeds();
             if let Some(xs) = self.xs.as_mut() {
