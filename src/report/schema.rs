@@ -1,43 +1,38 @@
 //! mdguard's xenstore contract: the keys, the array JSON, dom0's control keys, and
 //! strict parsers for every value read back (all of it is untrusted input). What to
-//! write and when is [`super::publisher`].
+//! write and when is [`super::publisher`]. The full contract, for admins and for
+//! dom0 tooling, is `docs/xenstore-schema.md`; this is its summary.
 //!
 //! # Schema (version 1)
 //!
-//! Written by the guest agent, under its home (`/local/domain/<domid>/`),
-//! relative paths resolved by xenstored. `data/` is the guest's own:
+//! Relative to the guest's home (`/local/domain/<domid>/`). The guest writes under
+//! its own `data/mdguard/`:
 //!
-//! | key | value |
-//! |---|---|
-//! | `data/mdguard/version` | schema version, decimal (`1`) |
-//! | `data/mdguard/health` | worst array: `ok`, `recovering`, `unknown`, `degraded`, `failed` (`ok` when there is no array) |
-//! | `data/mdguard/arrays/<mdX>` | one array as compact JSON, always < 1 KiB (see [`ArrayJson`]) |
-//! | `data/mdguard/updated` | unix time (s) of the last change published |
-//! | `data/mdguard/pong` | the last `control/mdguard/ping` token seen, echoed |
+//! - `version` (`1`), `health` (the worst array: `ok` < `recovering` < `unknown` <
+//!   `degraded` < `failed`; `ok` with no array), `arrays/<mdX>` (one array as
+//!   compact JSON, at most [`ARRAY_JSON_MAX`] bytes, see [`ArrayJson`]), `updated`
+//!   (unix seconds of the last change), `pong` (the last ping token, echoed).
+//! - Only on change, in one transaction; resync progress alone at most every
+//!   `report.progress_interval_s` (config default 10 s); everything again after
+//!   xenstored restarts ([`super::publisher::Publisher::reset`]).
 //!
-//! Writes happen only on change. Resync progress alone is rate-limited
-//! ([`PublishConfig::progress_interval`], default 60 s); any other change (health, a member's
-//! state, sync start/stop/action) is written at once. An idle healthy guest
-//! makes no writes at all. After xenstored restarts the agent re-publishes
-//! everything ([`Publisher::reset`]).
+//! dom0 writes the guest's `control/mdguard/` (owner dom0, guest read-only:
+//! permissions `n0`, `r<domid>`), which the agent watches:
 //!
-//! Written by dom0 under the guest's `control/mdguard/` (owner dom0, guest
-//! read-only: permissions `n0`, `r<domid>`); the agent watches the directory:
-//!
-//! | key | value |
-//! |---|---|
-//! | `control/mdguard/budget_kbps` | resync ceiling in KiB/s for the whole guest, `1..=100000000`; empty or `0`: no dom0 budget |
-//! | `control/mdguard/ping` | a token (`[A-Za-z0-9._:-]{1,64}`); the agent writes it to `data/mdguard/pong` |
-//! | `control/mdguard/probe` | a token/counter; each new value means "storage is back, probe faulty legs now" |
+//! - `budget_kbps`: resync ceiling for the whole guest, `1..=`[`BUDGET_MAX_KBPS`];
+//!   empty or `0`: none ([`parse_budget_kbps`]);
+//! - `ping`: a token `[A-Za-z0-9._:-]{1,64}` ([`parse_token`]) echoed to
+//!   `data/mdguard/pong`;
+//! - `probe`: a token; each new one means "storage is back, probe failed legs now".
 //!
 //! Array JSON example (`data/mdguard/arrays/md0`):
 //! `{"health":"recovering","level":"raid1","disks":2,"in_sync":1,"members":[["xvdb","in_sync"],["xvdc","spare"]],"sync":["recover",42.5]}`
 //! plus optional `"flags":["flapping","stalled"]` and `"more_members":N` when
 //! the member list had to be cut to stay under 1 KiB.
 //!
-//! Health order (worst last): ok < recovering < unknown < degraded < failed.
-//! `mdguard host status` maps the worst guest to a nagios code: ok 0,
-//! recovering 1, degraded/failed 2, unknown or unreachable 3.
+//! `mdguard host status` maps the worst guest to a nagios code
+//! ([`Health::exit_code`]): ok 0, recovering 1, degraded/failed 2, unknown or
+//! unreachable 3.
 
 use crate::text::{printable, printable_str, strip_controls};
 use serde::{Deserialize, Serialize};
