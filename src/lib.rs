@@ -15,8 +15,9 @@
 //! - [`xenstore`]: the xenstore protocol only (codec and client).
 //! - [`report`]: everything mdguard says about health: `status`/`check`, the
 //!   xenstore schema (`docs/xenstore-schema.md`), the guest agent, `mdguard host`.
-//! - [`config`], [`log`], and [`root::Root`], the one path prefix every read and
-//!   write goes through, so tests can run over a prepared tree.
+//! - [`config`], [`log`], [`clock`] (monotonic and unix time), [`text`] (untrusted
+//!   text made safe to show), and [`root::Root`], the one path prefix every read
+//!   and write goes through, so tests can run over a prepared tree.
 
 pub mod clock;
 pub mod config;

@@ -31,7 +31,7 @@
 //! the member list had to be cut to stay under 1 KiB.
 //!
 //! `mdguard host status` maps the worst guest to a nagios code
-//! ([`Health::exit_code`]): ok 0, recovering 1, degraded/failed 2, unknown or
+//! ([`Health::check_code`]): ok 0, recovering 1, degraded/failed 2, unknown or
 //! unreachable 3.
 
 use crate::text::{printable, printable_str, strip_controls};

@@ -140,7 +140,7 @@ pub fn sb_facts(sb: &superblock::Superblock) -> SbFacts {
 }
 
 /// Read a device's superblock with O_DIRECT (no page cache: a dead device must look
-/// dead). Blocking: run it off the loop ([`spawn_probe`]).
+/// dead). Blocking: run it off the loop ([`super::workers::spawn_probe`]).
 pub fn probe_device(root: &Root, dev: &str) -> ProbeOutcome {
     match superblock::read_superblock(&root.dev(dev)) {
         Ok(sb) => ProbeOutcome::Readable {
