@@ -5,7 +5,7 @@ use super::schema::{
     valid_name, ArrayJson, ArraySummary, Health, DATA_DIR, KEY_ARRAYS, KEY_HEALTH, KEY_PONG,
     KEY_UPDATED, KEY_VERSION, SCHEMA_VERSION,
 };
-use crate::xenstore::client::{Client, Result as XsResult, Txn};
+use crate::xenstore::{Client, Result as XsResult, Txn};
 use std::collections::BTreeMap;
 
 /// One xenstore operation the publisher wants done.

@@ -29,7 +29,11 @@
 //! ```
 
 pub mod client;
+pub mod error;
+pub mod transport;
 pub mod wire;
 
-pub use client::{Client, Endpoint, Error, Txn};
+pub use client::{Client, Txn};
+pub use error::{Error, Result};
+pub use transport::Endpoint;
 pub use wire::{Access, Perm, WatchEvent, XsErrno};
