@@ -378,16 +378,12 @@ fn parse_v1(buf: &[u8], version: Version, offset: u64) -> Result<Superblock, SbE
     let sb_len = V1_FIXED + 2 * max_dev as usize;
     let sb = buf.get(..sb_len).ok_or_else(|| truncated(sb_len))?;
 
-    let stored = r32(v1::SB_CSUM);
-    let computed = md_csum(sb, v1::SB_CSUM, false);
-    if stored != computed {
-        return Err(SbError::BadChecksum {
-            version,
-            offset,
-            stored,
-            computed,
-        });
-    }
+    let stored = verified_checksum(
+        version,
+        offset,
+        r32(v1::SB_CSUM),
+        md_csum(sb, v1::SB_CSUM, false),
+    )?;
 
     let super_offset = r64(v1::SUPER_OFFSET);
     if offset % 512 != 0 || super_offset != offset / 512 {
@@ -521,16 +517,12 @@ fn parse_v090(buf: &[u8], offset: u64) -> Result<Superblock, SbError> {
     // Everything below is inside the 4096 bytes just checked.
     let w = |i: usize| ne32(sb, 4 * i).unwrap_or(0);
 
-    let stored = w(v0::SB_CSUM);
-    let computed = md_csum(sb, 4 * v0::SB_CSUM, true);
-    if stored != computed {
-        return Err(SbError::BadChecksum {
-            version,
-            offset,
-            stored,
-            computed,
-        });
-    }
+    let stored = verified_checksum(
+        version,
+        offset,
+        w(v0::SB_CSUM),
+        md_csum(sb, 4 * v0::SB_CSUM, true),
+    )?;
 
     let number = w(v0::THIS_DISK);
     let raid_disk = w(v0::THIS_DISK + 3);
@@ -682,6 +674,26 @@ pub fn read_superblock(path: &Path) -> Result<Superblock, SbError> {
         out[..n].copy_from_slice(&tmp[..n]);
         Ok(n)
     })
+}
+
+/// The stored checksum, once it equals the computed one: a torn or corrupted
+/// block is an error, never a match.
+fn verified_checksum(
+    version: Version,
+    offset: u64,
+    stored: u32,
+    computed: u32,
+) -> Result<u32, SbError> {
+    if stored == computed {
+        Ok(stored)
+    } else {
+        Err(SbError::BadChecksum {
+            version,
+            offset,
+            stored,
+            computed,
+        })
+    }
 }
 
 fn open_direct(path: &Path) -> io::Result<File> {
