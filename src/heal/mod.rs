@@ -27,6 +27,7 @@ pub mod act;
 pub mod action;
 pub mod candidates;
 pub mod engine;
+pub mod event;
 pub mod leg;
 pub mod lifecycle;
 pub mod membership;
@@ -34,10 +35,11 @@ pub mod reconnect;
 pub mod stall;
 pub mod throttle;
 
-pub use action::{Action, Level, Ms, Outcome, ProbeOutcome, SbFacts, SbRole};
+pub use action::{Action, Errno, Failure, Level, Ms, Outcome, ProbeOutcome, SbFacts, SbRole};
 pub use engine::{ArrayMem, Engine, Env};
-pub use leg::{Leg, Phase};
-pub use membership::verdict;
+pub use event::{Event, Flap};
+pub use leg::{Attempt, Episode, Leg, LegState, NextProbe, Phase};
+pub use membership::{verdict, Refusal};
 
 #[cfg(test)]
 mod tests;

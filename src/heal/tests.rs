@@ -132,7 +132,7 @@ fn non_log(v: &[Action]) -> Vec<Action> {
 fn logs(v: &[Action]) -> Vec<String> {
     v.iter()
         .filter_map(|a| match a {
-            Action::Log { message, .. } => Some(message.clone()),
+            Action::Log(e) => Some(e.to_string()),
             _ => None,
         })
         .collect()
@@ -202,7 +202,11 @@ fn refused_readd_falls_back_to_remove_then_add_with_role() {
     fail_and_wait(&mut e, 0);
     let a = e.on_probe(&nbd1_faulty(), "nbd1", sb(UUID, 1, 100), 3 * S);
     let readd = non_log(&a)[0].clone();
-    let a = e.on_outcome(&readd, &Outcome::Failed("EBUSY".into()), 3 * S);
+    let a = e.on_outcome(
+        &readd,
+        &Outcome::Failed(Failure::Errno(Errno::EBUSY)),
+        3 * S,
+    );
     let remove = removal("md0", "nbd1");
     assert_eq!(non_log(&a), vec![remove.clone()]);
     let a = e.on_outcome(&remove, &Outcome::Done, 3 * S);
@@ -232,7 +236,7 @@ fn impossible_readd_adds_for_full_recovery_only_when_allowed() {
         let a = e.on_probe(&nbd1_gone(), "nbd1", sb(UUID, 1, 100), t);
         let add = non_log(&a)[0].clone();
         assert!(matches!(add, Action::Add { role: Some(1), .. }), "{add:?}");
-        let a = e.on_outcome(&add, &Outcome::Failed("EINVAL".into()), t);
+        let a = e.on_outcome(&add, &Outcome::Failed(Failure::Errno(Errno::EINVAL)), t);
         if allowed {
             assert_eq!(
                 non_log(&a),
@@ -247,7 +251,10 @@ fn impossible_readd_adds_for_full_recovery_only_when_allowed() {
             assert!(non_log(&a).is_empty(), "{a:?}");
             assert!(logs(&a)[0].contains("full recovery is off"), "{a:?}");
             assert_eq!(
-                e.legs_of("md0").find(|l| l.device == "nbd1").unwrap().phase,
+                e.legs_of("md0")
+                    .find(|l| l.device == "nbd1")
+                    .unwrap()
+                    .phase(),
                 Phase::NeedsAdmin
             );
         }
@@ -261,12 +268,7 @@ fn failed_probes_back_off_to_the_cap() {
     let mut t = 3 * S;
     let mut intervals = vec![];
     for _ in 0..8 {
-        e.on_probe(
-            &nbd1_faulty(),
-            "nbd1",
-            ProbeOutcome::Failed("EIO".into()),
-            t,
-        );
+        e.on_probe(&nbd1_faulty(), "nbd1", ProbeOutcome::Failed(Errno::EIO), t);
         let next = e.next_deadline().unwrap();
         intervals.push((next - t) / S);
         // nothing happens before the deadline
@@ -377,28 +379,34 @@ fn no_superblock_wrong_role_stale_copy_or_newer_events_refused() {
     };
     assert!(verdict(&arr, &mem, Some(1), None)
         .unwrap_err()
+        .to_string()
         .contains("no md superblock"));
     assert!(
         verdict(&arr, &mem, Some(1), Some(&f(UUID, SbRole::Active(0), 90)))
             .unwrap_err()
+            .to_string()
             .contains("but the leg held slot 1")
     );
     assert!(
         verdict(&arr, &mem, None, Some(&f(UUID, SbRole::Active(0), 90)))
             .unwrap_err()
+            .to_string()
             .contains("held by another in-sync leg")
     );
     assert!(
         verdict(&arr, &mem, None, Some(&f(UUID, SbRole::Active(5), 90)))
             .unwrap_err()
+            .to_string()
             .contains("beyond")
     );
     assert!(verdict(&arr, &mem, None, Some(&f(UUID, SbRole::Spare, 90)))
         .unwrap_err()
+        .to_string()
         .contains("spare"));
     assert!(
         verdict(&arr, &mem, Some(1), Some(&f(UUID, SbRole::Active(1), 101)))
             .unwrap_err()
+            .to_string()
             .contains("split brain")
     );
     assert!(verdict(&arr, &mem, Some(1), Some(&f(UUID, SbRole::Active(1), 99))).is_ok());
@@ -496,7 +504,7 @@ fn reconnect_command_runs_after_remove_and_before_add() {
     };
     assert_eq!(non_log(&a), vec![rc.clone()]);
     // server still down: reconnect fails, retried with backoff
-    let a = e.on_outcome(&rc, &Outcome::Failed("exit 1".into()), 3 * S);
+    let a = e.on_outcome(&rc, &Outcome::Failed(Failure::EmptyCommand), 3 * S);
     assert!(non_log(&a).is_empty());
     let t = e.next_deadline().unwrap();
     assert_eq!(t, 7 * S);
@@ -756,13 +764,17 @@ fn busy_remove_tears_the_transport_down_first() {
     let a = fail_and_wait(&mut e, 0);
     let remove = removal("md0", "nbd1");
     assert_eq!(non_log(&a), vec![remove.clone()]);
-    let a = e.on_outcome(&remove, &Outcome::Failed("EBUSY".into()), 3 * S);
+    let a = e.on_outcome(
+        &remove,
+        &Outcome::Failed(Failure::Errno(Errno::EBUSY)),
+        3 * S,
+    );
     let rc = Action::Reconnect {
         device: "nbd1".into(),
     };
     assert_eq!(non_log(&a), vec![rc.clone()]);
     // the connect fails (md still holds the device): back off
-    assert!(non_log(&e.on_outcome(&rc, &Outcome::Failed("exit 1".into()), 3 * S)).is_empty());
+    assert!(non_log(&e.on_outcome(&rc, &Outcome::Failed(Failure::EmptyCommand), 3 * S)).is_empty());
     let t = e.next_deadline().unwrap();
     let a = e.on_snapshot(&nbd1_faulty(), &Env::default(), t);
     assert_eq!(non_log(&a), vec![remove.clone()]);
