@@ -3,24 +3,25 @@
 //! Each state carries its own data ([`LegState`]); every edge is one named method
 //! on [`Leg`] that checks its source state. The published word of each state
 //! ([`Phase::as_str`]) is what dom0 sees. The diagram (also in
-//! `docs/leg-states.md`, which a unit test holds to this enum):
+//! `docs/leg-states.md`, with one line per transition; a unit test holds both
+//! to this enum and to the edges below):
 //!
 //! ```text
-//!                      +------------------------------------------------+
-//!                      v                                                |
-//! healthy --fail--> failed --start_probe--> failed (probe under way)    |
-//!  |  |  ^            |  ^                    |  |  \--back_off--> failed
-//!  |  |  |            |  |                    |  \--refuse--> refused --probe_soon--> failed
-//!  |  |  |            |  |                    \--prove--> waiting --start_add--> adding
-//!  |  |  |            |  \--removed / remove_refused-- removing <--readd_refused--+  |
-//!  |  |  |            \--start_remove--> removing                                    |
-//!  |  |  |            \--start_reconnect--> reconnecting --reconnected/back_off--> failed
-//!  |  |  +--added-----------------------------------------------------------------+
-//!  |  |  adding --add_as_spare--> adding;  adding --give_up--> needs-admin
-//!  |  \--flap--> flapping;  flapping / needs-admin --probe_now--> failed
-//!  \--start_failing--> failing --fail / flap--> failed / flapping; failing --fail_refused--> healthy
-//! any of failed, reconnecting, waiting, adding, flapping, refused, needs-admin
-//!   --back_in_array--> healthy (md lists the member in sync again)
+//! [healthy] --fail--> [failed]: probe due at a time, or a probe under way
+//!   |  |                |  start_probe (due -> under way); back_off (under way -> due,
+//!   |  |                |  interval doubled); postpone (due -> due, a sibling holds the disk)
+//!   |  |                +--prove--> [waiting] --start_add--> [adding] --added--> [healthy]
+//!   |  |                +--refuse--> [refused] --probe_soon--> [failed]
+//!   |  |                +--start_remove--> [removing] --removed / remove_refused--> [failed]
+//!   |  |                +--start_reconnect--> [reconnecting] --reconnected / back_off--> [failed]
+//!   |  |                                     [adding] --readd_refused--> [removing]
+//!   |  |                                     [adding] --add_as_spare--> [adding]
+//!   |  |                                     [adding] --give_up--> [needs-admin]
+//!   |  +--start_failing--> [failing] --fail_refused--> [healthy]
+//!   |                      [failing] --fail / flap--> (as from healthy)
+//!   +--flap--> [flapping]
+//! [flapping] / [needs-admin] / [failed] --probe_now (dom0's hint)--> [failed]
+//! any state but healthy, removing, failing --back_in_array--> [healthy]
 //! ```
 //!
 //! Transitions from a wrong state: the engine checks a leg's state before it
@@ -716,6 +717,130 @@ impl Leg {
                 probe: NextProbe::UnderWay,
                 episode,
             },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Phase;
+    use std::collections::BTreeSet;
+
+    const DOC: &str = include_str!("../../docs/leg-states.md");
+    const FILE: &str = include_str!("leg.rs");
+
+    /// This file without its tests.
+    fn code() -> &'static str {
+        FILE.split("#[cfg(test)]\nmod tests").next().expect("code")
+    }
+
+    fn words() -> BTreeSet<&'static str> {
+        Phase::ALL.iter().map(|p| p.as_str()).collect()
+    }
+
+    /// The ```text block of the doc, and of this file's module comment.
+    fn diagrams() -> (String, String) {
+        let doc = DOC.split("```text\n").nth(1).expect("a diagram in the doc");
+        let doc = doc.split("```").next().expect("closed").to_string();
+        let src: String = FILE
+            .lines()
+            .take_while(|l| l.starts_with("//!"))
+            .map(|l| l.trim_start_matches("//!").strip_prefix(' ').unwrap_or(""))
+            .skip_while(|l| *l != "```text")
+            .skip(1)
+            .take_while(|l| *l != "```")
+            .map(|l| format!("{l}\n"))
+            .collect();
+        (doc, src)
+    }
+
+    /// (from words, edge, to word) of each row of the doc's transitions table.
+    fn transitions() -> Vec<(Vec<String>, String, String)> {
+        let table = DOC
+            .split("## Transitions")
+            .nth(1)
+            .expect("a transitions table");
+        table
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| {
+                let cols: Vec<&str> = l.split('|').map(str::trim).collect();
+                let unquote = |w: &str| w.trim().trim_matches('`').to_string();
+                (
+                    cols[1].split(',').map(unquote).collect(),
+                    unquote(cols[2]),
+                    unquote(cols[3]),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_diagram_in_the_doc_is_the_one_in_the_code() {
+        let (doc, src) = diagrams();
+        assert!(!doc.is_empty());
+        assert_eq!(doc, src, "docs/leg-states.md and leg.rs's diagram differ");
+    }
+
+    /// A state added to the enum but not to the diagram (or a word in the
+    /// diagram that is no state) fails here.
+    #[test]
+    fn the_diagram_names_every_state_and_only_states() {
+        let (doc, _) = diagrams();
+        let named: BTreeSet<&str> = doc
+            .split('[')
+            .skip(1)
+            .filter_map(|s| s.split_once(']').map(|(w, _)| w))
+            .collect();
+        assert_eq!(named, words());
+    }
+
+    #[test]
+    fn the_transitions_table_covers_every_state_and_every_edge() {
+        let rows = transitions();
+        let mut seen = BTreeSet::new();
+        for (from, edge, to) in &rows {
+            for w in from.iter().chain([to]) {
+                assert!(
+                    words().contains(w.as_str()),
+                    "{w} (edge {edge}) is no state"
+                );
+                seen.insert(w.clone());
+            }
+            assert!(
+                code().contains(&format!("pub fn {edge}(")),
+                "edge {edge} is no method of Leg"
+            );
+        }
+        let all: BTreeSet<String> = words().iter().map(|w| w.to_string()).collect();
+        assert_eq!(seen, all, "a state without a transition");
+        // every edge of the code is in the table
+        let edges: BTreeSet<&str> = rows.iter().map(|(_, e, _)| e.as_str()).collect();
+        let in_code: BTreeSet<&str> = code()
+            .split("self.step(")
+            .skip(1)
+            .map(|step| step.split('"').nth(1).expect("an edge name"))
+            .collect();
+        assert_eq!(edges, in_code, "the doc's edges and the code's differ");
+    }
+
+    #[test]
+    fn published_words_stay() {
+        let w: Vec<&str> = Phase::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(
+            w,
+            [
+                "healthy",
+                "failed",
+                "removing",
+                "reconnecting",
+                "waiting",
+                "adding",
+                "flapping",
+                "refused",
+                "failing",
+                "needs-admin"
+            ]
         );
     }
 }
