@@ -20,7 +20,7 @@ impl Engine {
         // a failed leg that reappears: probe it now rather than at the next backoff
         let initial = self.config.probe.initial_interval_s * SEC;
         for leg in self.legs.values_mut().filter(|l| l.device == device) {
-            if (leg.is(Phase::Failed) || leg.is(Phase::Refused)) && !leg.probing() {
+            if matches!(leg.phase(), Phase::Failed | Phase::Refused) && !leg.probing() {
                 leg.probe_soon(initial);
             }
         }

@@ -21,7 +21,7 @@ impl Engine {
                 .or_insert_with(|| Leg::new(&a.name, &m.device, m.slot, true, LegState::HEALTHY));
             leg.bound = true;
             if m.faulty {
-                if leg.is(Phase::Healthy) || leg.is(Phase::Failing) {
+                if matches!(leg.phase(), Phase::Healthy | Phase::Failing) {
                     // a new failure
                     let since_readd = leg.added_at.map(|t| now.saturating_sub(t));
                     if since_readd.is_some_and(|d| d < flap_window) {
@@ -58,7 +58,10 @@ impl Engine {
                 if m.slot.is_some() {
                     leg.role = m.slot;
                 }
-                if !(leg.is(Phase::Healthy) || leg.is(Phase::Removing) || leg.is(Phase::Failing)) {
+                if !matches!(
+                    leg.phase(),
+                    Phase::Healthy | Phase::Removing | Phase::Failing
+                ) {
                     out.push(log(Event::BackInArray {
                         array: a.name.clone(),
                         device: m.device.clone(),
@@ -170,7 +173,10 @@ impl Engine {
     pub fn on_probe_hint(&mut self, now: Ms) -> Vec<Action> {
         let initial = self.config.probe.initial_interval_s * SEC;
         for leg in self.legs.values_mut() {
-            if leg.is(Phase::Failed) || leg.is(Phase::Flapping) || leg.is(Phase::NeedsAdmin) {
+            if matches!(
+                leg.phase(),
+                Phase::Failed | Phase::Flapping | Phase::NeedsAdmin
+            ) {
                 leg.probe_now(now, initial);
             }
         }
@@ -386,7 +392,7 @@ impl Engine {
                         // its connect may fail while md still holds the device,
                         // and the next round removes and retries
                         if reconnect && failure.errno() == Some(Errno::EBUSY) {
-                            self.reconnect_busy(&key, now, &mut out);
+                            self.reconnect_busy(&key, &mut out);
                         }
                     }
                 }
@@ -397,7 +403,7 @@ impl Engine {
 
     /// A busy remove: tear the disk's transport down (its reconnect command)
     /// unless a reconnect of that disk already runs.
-    fn reconnect_busy(&mut self, key: &(String, String), _now: Ms, out: &mut Vec<Action>) {
+    fn reconnect_busy(&mut self, key: &(String, String), out: &mut Vec<Action>) {
         let Some(disk) = self.config.reconnect_for(&key.1).map(|r| r.device.clone()) else {
             return;
         };
