@@ -1,5 +1,12 @@
 //! The policy's boundary: what the daemon tells the engine (probe outcomes, action
-//! outcomes) and what the engine asks the daemon to do ([`Action`]).
+//! outcomes) and what the engine asks the daemon to do ([`Action`]). Failures come
+//! back typed ([`Failure`], an [`Errno`] for a probe), so rules match on values,
+//! never on words.
+
+use super::event::Event;
+pub use nix::errno::Errno;
+use std::fmt;
+use std::process::ExitStatus;
 
 /// Milliseconds on a monotonic clock.
 pub type Ms = u64;
@@ -30,7 +37,7 @@ pub enum ProbeOutcome {
     /// The device answered; `sb` is None when it carries no md superblock.
     Readable { sb: Option<SbFacts> },
     /// The read failed (EIO, ENXIO, ...).
-    Failed(String),
+    Failed(Errno),
     /// No answer within the probe timeout.
     TimedOut,
 }
@@ -65,8 +72,9 @@ pub enum Action {
         min: Option<u64>,
         max: Option<u64>,
     },
-    /// Log a line (one per event worth an admin's attention).
-    Log { level: Level, message: String },
+    /// Report an event worth an admin's attention (logged as one line, at the
+    /// event's [`Event::level`]).
+    Log(Event),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -80,11 +88,68 @@ pub enum Level {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Done,
-    /// errno name or message.
-    Failed(String),
+    Failed(Failure),
 }
 
-/// A log line as an action.
-pub(crate) fn log(level: Level, message: String) -> Action {
-    Action::Log { level, message }
+/// Why an action failed. Display gives the words the log has always printed: the
+/// errno's name (`EBUSY`), or for a command its exit status and last stderr line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// A kernel interface refused (sysfs write, ioctl).
+    Errno(Errno),
+    /// An I/O error that carries no errno (its text).
+    Io(String),
+    /// A command exited non-zero; `stderr` is its last stderr line (may be empty).
+    Exited {
+        program: String,
+        status: ExitStatus,
+        stderr: String,
+    },
+    /// A command ran past its timeout and was killed.
+    TimedOut { program: String, after_s: u64 },
+    /// A command could not be started (or waited for).
+    NotStarted { program: String, error: String },
+    /// The configured command is empty.
+    EmptyCommand,
+}
+
+impl Failure {
+    /// The errno, when a kernel interface refused.
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            Failure::Errno(e) => Some(*e),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // Debug of an Errno is its bare name (`EBUSY`)
+            Failure::Errno(e) => write!(f, "{e:?}"),
+            Failure::Io(text) => f.write_str(text),
+            Failure::Exited {
+                program,
+                status,
+                stderr,
+            } => {
+                write!(f, "{program}: {status}")?;
+                if !stderr.is_empty() {
+                    write!(f, ": {stderr}")?;
+                }
+                Ok(())
+            }
+            Failure::TimedOut { program, after_s } => {
+                write!(f, "{program}: timed out after {after_s}s")
+            }
+            Failure::NotStarted { program, error } => write!(f, "{program}: {error}"),
+            Failure::EmptyCommand => f.write_str("empty command"),
+        }
+    }
+}
+
+/// An event as an action.
+pub(crate) fn log(event: Event) -> Action {
+    Action::Log(event)
 }

@@ -1,10 +1,10 @@
 //! New-node candidates: a block device that appears (a vbd re-attached as xvdd)
 //! may be a returning leg; its superblock says which array, if any.
 
-use super::action::{log, Action, Level, Ms, ProbeOutcome, SbRole, SEC};
+use super::action::{log, Action, Ms, ProbeOutcome, SbRole, SEC};
 use super::engine::Engine;
-use super::leg::{Leg, Phase};
-use super::lifecycle::self_add_action;
+use super::event::Event;
+use super::leg::{Episode, Leg, LegState, Phase};
 use super::membership::verdict;
 use crate::md::identity::same_uuid;
 use crate::md::model::{Array, Snapshot};
@@ -18,10 +18,10 @@ impl Engine {
         // a device that changed may now carry another superblock
         self.refused_logged.retain(|d| d != device);
         // a failed leg that reappears: probe it now rather than at the next backoff
+        let initial = self.config.probe.initial_interval_s * SEC;
         for leg in self.legs.values_mut().filter(|l| l.device == device) {
-            if matches!(leg.phase, Phase::Failed | Phase::Refused) && !leg.probing {
-                leg.phase = Phase::Failed;
-                leg.next_probe = 0;
+            if matches!(leg.phase(), Phase::Failed | Phase::Refused) && !leg.probing() {
+                leg.probe_soon(initial);
             }
         }
     }
@@ -40,7 +40,7 @@ impl Engine {
             let known_leg = self
                 .legs
                 .values()
-                .any(|l| l.device == d && (l.bound || l.phase != Phase::Healthy));
+                .any(|l| l.device == d && (l.bound || !l.is(Phase::Healthy)));
             let in_any = managed
                 .iter()
                 .any(|a| a.members.iter().any(|m| m.device == d));
@@ -68,13 +68,10 @@ impl Engine {
         else {
             if !self.refused_logged.iter().any(|d| d == device) {
                 self.refused_logged.push(device.to_string());
-                out.push(log(
-                    Level::Info,
-                    format!(
-                        "{device}: carries md superblock {} of no array mdguard manages; not touched",
-                        sb.uuid
-                    ),
-                ));
+                out.push(log(Event::ForeignDevice {
+                    device: device.to_string(),
+                    uuid: sb.uuid.clone(),
+                }));
             }
             return;
         };
@@ -83,43 +80,34 @@ impl Engine {
             SbRole::Active(r) => Some(r),
             _ => None,
         };
-        if let Err(why) = verdict(a, &mem, role, Some(sb)) {
+        if let Err(reason) = verdict(a, &mem, role, Some(sb)) {
             if !self.refused_logged.iter().any(|d| d == device) {
                 self.refused_logged.push(device.to_string());
-                out.push(log(
-                    Level::Error,
-                    format!("{device}: not added to {}: {why}", a.name),
-                ));
+                out.push(log(Event::CandidateRefused {
+                    array: a.name.clone(),
+                    device: device.to_string(),
+                    reason,
+                }));
             }
             return;
         }
         let jitter = self.jitter();
-        let leg = Leg {
+        // no member to re-add: straight to ADD_NEW_DISK
+        let episode = Episode {
+            interval: self.config.probe.initial_interval_s * SEC,
+            readd_refused: true,
+        };
+        let state = LegState::Waiting {
+            add_at: now + jitter,
+            sb: sb.clone(),
+            episode,
+        };
+        let leg = Leg::new(&a.name, device, role, false, state);
+        out.push(log(Event::NewDevice {
             array: a.name.clone(),
             device: device.to_string(),
             role,
-            phase: Phase::Waiting,
-            bound: false,
-            failed_at: None,
-            added_at: None,
-            flaps: 0,
-            next_probe: 0,
-            probe_interval: self.config.probe.initial_interval_s * SEC,
-            probing: false,
-            add_at: now + jitter,
-            sb: Some(sb.clone()),
-            tried_readd: true,
-            tried_add_role: false,
-        };
-        out.push(log(
-            Level::Info,
-            format!(
-                "{}: new device {device} carries this array's superblock (role {}): adding it",
-                a.name,
-                role.map(|r| r.to_string())
-                    .unwrap_or_else(|| "spare".into())
-            ),
-        ));
+        }));
         // a member md still lists as faulty (the vbd this device replaces: xvdc
         // detached and attached again as xvdd) keeps its descriptor number, and
         // ADD_NEW_DISK with that number fails with EBUSY until it is removed
@@ -130,13 +118,11 @@ impl Engine {
             .iter()
             .filter(|m| m.faulty && m.device != device && m.descriptor == Some(sb.dev_number))
         {
-            out.push(log(
-                Level::Info,
-                format!(
-                    "{}: removing faulty {} so {device} can take its place",
-                    a.name, m.device
-                ),
-            ));
+            out.push(log(Event::MakingRoom {
+                array: a.name.clone(),
+                faulty: m.device.clone(),
+                device: device.to_string(),
+            }));
             out.push(Action::Remove {
                 array: a.name.clone(),
                 device: m.device.clone(),
@@ -147,8 +133,7 @@ impl Engine {
         self.legs.insert(key.clone(), leg);
         if jitter == 0 {
             let leg = self.legs.get_mut(&key).expect("just inserted");
-            leg.phase = Phase::Adding;
-            out.push(self_add_action(a, leg));
+            out.extend(leg.start_add());
         }
     }
 }

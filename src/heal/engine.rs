@@ -2,7 +2,7 @@
 //! pressure), and the main step. Each rule lives in its own file beside this one.
 
 use super::action::{Action, Ms, SbFacts, SEC};
-use super::leg::{Leg, Phase};
+use super::leg::Leg;
 use crate::config::Config;
 use crate::md::model::{Array, Snapshot};
 use std::collections::BTreeMap;
@@ -115,11 +115,7 @@ impl Engine {
     pub fn next_deadline(&self) -> Option<Ms> {
         self.legs
             .values()
-            .filter_map(|l| match l.phase {
-                Phase::Failed if !l.probing => Some(l.next_probe),
-                Phase::Waiting => Some(l.add_at),
-                _ => None,
-            })
+            .filter_map(|l| l.state().deadline())
             .min()
             .into_iter()
             .chain(self.arrays.values().filter_map(|m| {

@@ -1,14 +1,46 @@
-//! One leg of one array: where it is in its life, and what is remembered about it.
+//! One leg of one array: its state machine, and what is remembered about it.
+//!
+//! Each state carries its own data ([`LegState`]); every edge is one named method
+//! on [`Leg`] that checks its source state. The published word of each state
+//! ([`Phase::as_str`]) is what dom0 sees. The diagram (also in
+//! `docs/leg-states.md`, with one line per transition; a unit test holds both
+//! to this enum and to the edges below):
+//!
+//! ```text
+//! [healthy] --fail--> [failed]: probe due at a time, or a probe under way
+//!   |  |                |  start_probe (due -> under way); back_off (under way -> due,
+//!   |  |                |  interval doubled); postpone (due -> due, a sibling holds the disk)
+//!   |  |                +--prove--> [waiting] --start_add--> [adding] --added--> [healthy]
+//!   |  |                +--refuse--> [refused] --probe_soon--> [failed]
+//!   |  |                +--start_remove--> [removing] --removed / remove_refused--> [failed]
+//!   |  |                +--start_reconnect--> [reconnecting] --reconnected / back_off--> [failed]
+//!   |  |                                     [adding] --readd_refused--> [removing]
+//!   |  |                                     [adding] --add_as_spare--> [adding]
+//!   |  |                                     [adding] --give_up--> [needs-admin]
+//!   |  +--start_failing--> [failing] --fail_refused--> [healthy]
+//!   |                      [failing] --fail / flap--> (as from healthy)
+//!   +--flap--> [flapping]
+//! [flapping] / [needs-admin] / [failed] --probe_now (dom0's hint)--> [failed]
+//! any state but healthy, removing, failing --back_in_array--> [healthy]
+//! ```
+//!
+//! Transitions from a wrong state: the engine checks a leg's state before it
+//! calls an edge, and an event that arrives for a step the leg is no longer at
+//! (an outcome or probe result overtaken by events) is stale and ignored there.
+//! A call of an edge from a wrong state is therefore a bug in the engine: it
+//! trips a `debug_assert` in tests and debug builds, and in a release build the
+//! leg keeps its state (the call is ignored), so a bug cannot turn a leg the
+//! wrong way.
 
-use super::action::{Ms, SbFacts};
+use super::action::{Action, Ms, SbFacts, SbRole};
 use std::fmt;
 
-/// Where a leg is in its life.
+/// Where a leg is in its life: the word dom0 sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// In the array and not faulty.
     Healthy,
-    /// Faulty (bound or removed); waiting for the next probe.
+    /// Faulty (bound or removed); waiting for the next probe, or probing.
     Failed,
     /// A remove is under way (before reconnect, or after a refused re-add).
     Removing,
@@ -29,6 +61,20 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in the order of the diagram's documentation.
+    pub const ALL: [Phase; 10] = [
+        Phase::Healthy,
+        Phase::Failed,
+        Phase::Removing,
+        Phase::Reconnecting,
+        Phase::Waiting,
+        Phase::Adding,
+        Phase::Flapping,
+        Phase::Refused,
+        Phase::Failing,
+        Phase::NeedsAdmin,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Healthy => "healthy",
@@ -51,6 +97,154 @@ impl fmt::Display for Phase {
     }
 }
 
+/// When a failed leg is probed next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextProbe {
+    /// At this time.
+    At(Ms),
+    /// A probe is under way; its result moves the leg on.
+    UnderWay,
+}
+
+/// What a failed leg remembers until it is healthy again (through removing,
+/// reconnecting, waiting and adding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Episode {
+    /// Time between probes; doubles after each failed probe or reconnect.
+    pub interval: Ms,
+    /// md refused a sysfs re-add (or there was never a member to re-add): the
+    /// next add goes through ADD_NEW_DISK.
+    pub readd_refused: bool,
+}
+
+impl Episode {
+    pub fn new(interval: Ms) -> Episode {
+        Episode {
+            interval,
+            readd_refused: false,
+        }
+    }
+}
+
+/// How an add is attempted, in the order they are tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// `echo re-add` on the member md still lists as faulty.
+    ReAdd,
+    /// ADD_NEW_DISK into the slot its superblock names: the kernel accepts it only
+    /// if the bitmap can bring the leg up to date.
+    InSlot { role: u32, dev_number: u32 },
+    /// ADD_NEW_DISK as a spare: a full recovery.
+    Spare,
+}
+
+impl Attempt {
+    /// The action that carries the attempt out.
+    pub fn action(self, array: &str, device: &str) -> Action {
+        let (array, device) = (array.to_string(), device.to_string());
+        match self {
+            Attempt::ReAdd => Action::ReAdd { array, device },
+            Attempt::InSlot { role, dev_number } => Action::Add {
+                array,
+                device,
+                role: Some(role),
+                dev_number: Some(dev_number),
+            },
+            Attempt::Spare => Action::Add {
+                array,
+                device,
+                role: None,
+                dev_number: None,
+            },
+        }
+    }
+
+    /// Is `action` the one that carries this attempt out?
+    pub fn is(self, action: &Action) -> bool {
+        matches!(
+            (self, action),
+            (Attempt::ReAdd, Action::ReAdd { .. })
+                | (Attempt::InSlot { .. }, Action::Add { role: Some(_), .. })
+                | (Attempt::Spare, Action::Add { role: None, .. })
+        )
+    }
+}
+
+/// A leg's state, with the data that belongs to it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LegState {
+    Healthy {
+        /// Until when "cannot be reconnected" is not said again about this leg.
+        quiet_until: Ms,
+    },
+    Failed {
+        probe: NextProbe,
+        episode: Episode,
+    },
+    Removing {
+        episode: Episode,
+    },
+    Reconnecting {
+        episode: Episode,
+    },
+    Waiting {
+        add_at: Ms,
+        /// The superblock that proved the leg.
+        sb: SbFacts,
+        episode: Episode,
+    },
+    Adding {
+        attempt: Attempt,
+        episode: Episode,
+    },
+    Flapping,
+    Refused,
+    Failing,
+    NeedsAdmin,
+}
+
+impl LegState {
+    pub const HEALTHY: LegState = LegState::Healthy { quiet_until: 0 };
+
+    pub fn phase(&self) -> Phase {
+        match self {
+            LegState::Healthy { .. } => Phase::Healthy,
+            LegState::Failed { .. } => Phase::Failed,
+            LegState::Removing { .. } => Phase::Removing,
+            LegState::Reconnecting { .. } => Phase::Reconnecting,
+            LegState::Waiting { .. } => Phase::Waiting,
+            LegState::Adding { .. } => Phase::Adding,
+            LegState::Flapping => Phase::Flapping,
+            LegState::Refused => Phase::Refused,
+            LegState::Failing => Phase::Failing,
+            LegState::NeedsAdmin => Phase::NeedsAdmin,
+        }
+    }
+
+    /// The time a timer must fire for this state, if any.
+    pub fn deadline(&self) -> Option<Ms> {
+        match self {
+            LegState::Failed {
+                probe: NextProbe::At(t),
+                ..
+            } => Some(*t),
+            LegState::Waiting { add_at, .. } => Some(*add_at),
+            _ => None,
+        }
+    }
+
+    fn episode(&self) -> Option<Episode> {
+        match self {
+            LegState::Failed { episode, .. }
+            | LegState::Removing { episode }
+            | LegState::Reconnecting { episode }
+            | LegState::Waiting { episode, .. }
+            | LegState::Adding { episode, .. } => Some(*episode),
+            _ => None,
+        }
+    }
+}
+
 /// Everything remembered about one leg of one array.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Leg {
@@ -58,22 +252,595 @@ pub struct Leg {
     pub device: String,
     /// Slot it held when last seen healthy.
     pub role: Option<u32>,
-    pub phase: Phase,
     /// Still bound to the array (a `dev-X` entry exists)?
     pub bound: bool,
-    pub failed_at: Option<Ms>,
-    /// When the last re-add/add was done.
+    /// When the last re-add/add was done (spans states: flaps are failures soon
+    /// after it).
     pub added_at: Option<Ms>,
     /// Failures within the flap window after a re-add, in a row.
     pub flaps: u32,
-    pub next_probe: Ms,
-    pub probe_interval: Ms,
-    pub probing: bool,
-    /// Earliest time to add (start jitter).
-    pub add_at: Ms,
-    /// Superblock facts from the last good probe.
-    pub sb: Option<SbFacts>,
-    /// How the last re-add attempt went (re-add refused -> remove+add -> full).
-    pub tried_readd: bool,
-    pub tried_add_role: bool,
+    state: LegState,
+}
+
+impl Leg {
+    /// The one way to make a leg.
+    pub fn new(array: &str, device: &str, role: Option<u32>, bound: bool, state: LegState) -> Leg {
+        Leg {
+            array: array.to_string(),
+            device: device.to_string(),
+            role,
+            bound,
+            added_at: None,
+            flaps: 0,
+            state,
+        }
+    }
+
+    pub fn state(&self) -> &LegState {
+        &self.state
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.state.phase()
+    }
+
+    pub fn is(&self, phase: Phase) -> bool {
+        self.phase() == phase
+    }
+
+    /// Failed and not probing: its probe time has come.
+    pub fn probe_due(&self, now: Ms) -> bool {
+        matches!(self.state, LegState::Failed { probe: NextProbe::At(t), .. } if now >= t)
+    }
+
+    /// Failed with a probe under way.
+    pub fn probing(&self) -> bool {
+        matches!(
+            self.state,
+            LegState::Failed {
+                probe: NextProbe::UnderWay,
+                ..
+            }
+        )
+    }
+
+    /// Take the edge `edge` to `to` if the leg is in a state `from` accepts (see
+    /// the module comment for a wrong state).
+    fn step(&mut self, edge: &str, from: impl Fn(&LegState) -> bool, to: LegState) {
+        if from(&self.state) {
+            self.state = to;
+        } else {
+            debug_assert!(
+                false,
+                "{}/{}: {edge} from {:?}",
+                self.array, self.device, self.state
+            );
+        }
+    }
+
+    fn episode_or_new(&self, interval: Ms) -> Episode {
+        self.state.episode().unwrap_or(Episode::new(interval))
+    }
+
+    // ---- the edges, one per transition ----
+
+    /// healthy | failing -> failed: md marked it faulty (or it left while healthy);
+    /// probed at `next_probe`, then every `interval`, backing off.
+    pub fn fail(&mut self, next_probe: Ms, interval: Ms) {
+        let to = LegState::Failed {
+            probe: NextProbe::At(next_probe),
+            episode: Episode::new(interval),
+        };
+        self.step(
+            "fail",
+            |s| matches!(s, LegState::Healthy { .. } | LegState::Failing),
+            to,
+        );
+    }
+
+    /// healthy | failing -> flapping: failed too often soon after its re-add.
+    pub fn flap(&mut self) {
+        self.step(
+            "flap",
+            |s| matches!(s, LegState::Healthy { .. } | LegState::Failing),
+            LegState::Flapping,
+        );
+    }
+
+    /// healthy -> failing: mdguard asks md to fail it (its disk must be reconnected).
+    pub fn start_failing(&mut self) {
+        self.step(
+            "start_failing",
+            |s| matches!(s, LegState::Healthy { .. }),
+            LegState::Failing,
+        );
+    }
+
+    /// failing -> healthy: md would not fail it.
+    pub fn fail_refused(&mut self) {
+        self.step(
+            "fail_refused",
+            |s| matches!(s, LegState::Failing),
+            LegState::HEALTHY,
+        );
+    }
+
+    /// healthy -> healthy: "cannot be reconnected" said; quiet until `until`.
+    pub fn hush(&mut self, until: Ms) {
+        self.step(
+            "hush",
+            |s| matches!(s, LegState::Healthy { .. }),
+            LegState::Healthy { quiet_until: until },
+        );
+    }
+
+    /// May "cannot be reconnected" be said about this (healthy) leg now?
+    pub fn may_speak(&self, now: Ms) -> bool {
+        matches!(self.state, LegState::Healthy { quiet_until } if quiet_until <= now)
+    }
+
+    /// (any but healthy, removing, failing) -> healthy: md lists it in sync again.
+    pub fn back_in_array(&mut self) {
+        self.step(
+            "back_in_array",
+            |s| {
+                !matches!(
+                    s,
+                    LegState::Healthy { .. } | LegState::Removing { .. } | LegState::Failing
+                )
+            },
+            LegState::HEALTHY,
+        );
+    }
+
+    /// failed (probe due) -> failed (probe under way).
+    pub fn start_probe(&mut self) {
+        let episode = self.episode_or_new(0);
+        self.step(
+            "start_probe",
+            |s| {
+                matches!(
+                    s,
+                    LegState::Failed {
+                        probe: NextProbe::At(_),
+                        ..
+                    }
+                )
+            },
+            LegState::Failed {
+                probe: NextProbe::UnderWay,
+                episode,
+            },
+        );
+    }
+
+    /// failed (probe under way) | reconnecting -> failed: the probe or the
+    /// reconnect failed; the interval doubles up to `max`.
+    pub fn back_off(&mut self, now: Ms, max: Ms) {
+        let mut episode = self.episode_or_new(0);
+        episode.interval = (episode.interval * 2).min(max);
+        self.step(
+            "back_off",
+            |s| {
+                matches!(
+                    s,
+                    LegState::Failed {
+                        probe: NextProbe::UnderWay,
+                        ..
+                    } | LegState::Reconnecting { .. }
+                )
+            },
+            LegState::Failed {
+                probe: NextProbe::At(now + episode.interval),
+                episode,
+            },
+        );
+    }
+
+    /// failed (probe due, not yet probing) -> failed: a sibling still holds the
+    /// disk; look again one interval later.
+    pub fn postpone(&mut self, now: Ms) {
+        let episode = self.episode_or_new(0);
+        self.step(
+            "postpone",
+            |s| matches!(s, LegState::Failed { probe: NextProbe::At(t), .. } if *t <= now),
+            LegState::Failed {
+                probe: NextProbe::At(now + episode.interval),
+                episode,
+            },
+        );
+    }
+
+    /// failed | refused -> failed, probe due at once: its device (re)appeared.
+    /// A probe under way is left to finish.
+    pub fn probe_soon(&mut self, initial: Ms) {
+        let episode = self.episode_or_new(initial);
+        self.step(
+            "probe_soon",
+            |s| {
+                matches!(
+                    s,
+                    LegState::Failed {
+                        probe: NextProbe::At(_),
+                        ..
+                    } | LegState::Refused
+                )
+            },
+            LegState::Failed {
+                probe: NextProbe::At(0),
+                episode,
+            },
+        );
+    }
+
+    /// failed | flapping | needs-admin -> failed, probe due `now` with the initial
+    /// interval: dom0 says storage is back. A flapping leg is forgiven; a probe
+    /// under way is left to finish.
+    pub fn probe_now(&mut self, now: Ms, initial: Ms) {
+        if self.is(Phase::Flapping) {
+            self.flaps = 0;
+        }
+        let mut episode = self.episode_or_new(initial);
+        episode.interval = initial;
+        let probe = if self.probing() {
+            NextProbe::UnderWay
+        } else {
+            NextProbe::At(now)
+        };
+        self.step(
+            "probe_now",
+            |s| {
+                matches!(
+                    s,
+                    LegState::Failed { .. } | LegState::Flapping | LegState::NeedsAdmin
+                )
+            },
+            LegState::Failed { probe, episode },
+        );
+    }
+
+    /// failed (probe under way) -> waiting: its superblock proves it belongs;
+    /// added at `add_at`.
+    pub fn prove(&mut self, add_at: Ms, sb: SbFacts) {
+        let episode = self.episode_or_new(0);
+        self.step(
+            "prove",
+            |s| {
+                matches!(
+                    s,
+                    LegState::Failed {
+                        probe: NextProbe::UnderWay,
+                        ..
+                    }
+                )
+            },
+            LegState::Waiting {
+                add_at,
+                sb,
+                episode,
+            },
+        );
+    }
+
+    /// failed (probe under way) -> refused: its superblock does not prove it.
+    pub fn refuse(&mut self) {
+        self.step(
+            "refuse",
+            |s| {
+                matches!(
+                    s,
+                    LegState::Failed {
+                        probe: NextProbe::UnderWay,
+                        ..
+                    }
+                )
+            },
+            LegState::Refused,
+        );
+    }
+
+    /// How the add is attempted: a sysfs re-add while md still lists the member
+    /// and has not refused one; else ADD_NEW_DISK into the slot the proving
+    /// superblock names.
+    pub fn next_attempt(&self) -> Option<Attempt> {
+        let LegState::Waiting { sb, episode, .. } = &self.state else {
+            return None;
+        };
+        if self.bound && !episode.readd_refused {
+            return Some(Attempt::ReAdd);
+        }
+        // the verdict accepts only an active role, so the slot is always known
+        let role = match sb.role {
+            SbRole::Active(r) => Some(r),
+            _ => self.role,
+        };
+        Some(match role {
+            Some(role) => Attempt::InSlot {
+                role,
+                dev_number: sb.dev_number,
+            },
+            None => Attempt::Spare,
+        })
+    }
+
+    /// waiting -> adding: the add time has come; returns the action to carry out.
+    pub fn start_add(&mut self) -> Option<Action> {
+        let attempt = self.next_attempt()?;
+        let episode = self.episode_or_new(0);
+        self.step(
+            "start_add",
+            |s| matches!(s, LegState::Waiting { .. }),
+            LegState::Adding { attempt, episode },
+        );
+        Some(attempt.action(&self.array, &self.device))
+    }
+
+    /// The attempt under way, if adding.
+    pub fn adding(&self) -> Option<Attempt> {
+        match self.state {
+            LegState::Adding { attempt, .. } => Some(attempt),
+            _ => None,
+        }
+    }
+
+    /// adding -> healthy: the (re-)add went through.
+    pub fn added(&mut self, now: Ms) {
+        self.added_at = Some(now);
+        self.bound = true;
+        self.step(
+            "added",
+            |s| matches!(s, LegState::Adding { .. }),
+            LegState::HEALTHY,
+        );
+    }
+
+    /// adding (sysfs re-add) -> removing: md refused the re-add; the leg is
+    /// removed to be added through ADD_NEW_DISK.
+    pub fn readd_refused(&mut self) {
+        let mut episode = self.episode_or_new(0);
+        episode.readd_refused = true;
+        self.step(
+            "readd_refused",
+            |s| {
+                matches!(
+                    s,
+                    LegState::Adding {
+                        attempt: Attempt::ReAdd,
+                        ..
+                    }
+                )
+            },
+            LegState::Removing { episode },
+        );
+    }
+
+    /// adding (in its slot) -> adding (as a spare): full recovery.
+    pub fn add_as_spare(&mut self) -> Action {
+        let episode = self.episode_or_new(0);
+        self.step(
+            "add_as_spare",
+            |s| {
+                matches!(
+                    s,
+                    LegState::Adding {
+                        attempt: Attempt::InSlot { .. },
+                        ..
+                    }
+                )
+            },
+            LegState::Adding {
+                attempt: Attempt::Spare,
+                episode,
+            },
+        );
+        Attempt::Spare.action(&self.array, &self.device)
+    }
+
+    /// adding -> needs-admin: no add left to try.
+    pub fn give_up(&mut self) {
+        self.step(
+            "give_up",
+            |s| matches!(s, LegState::Adding { .. }),
+            LegState::NeedsAdmin,
+        );
+    }
+
+    /// failed (probe due) -> removing: md must let go of it (before a reconnect).
+    pub fn start_remove(&mut self) {
+        let episode = self.episode_or_new(0);
+        self.step(
+            "start_remove",
+            |s| {
+                matches!(
+                    s,
+                    LegState::Failed {
+                        probe: NextProbe::At(_),
+                        ..
+                    }
+                )
+            },
+            LegState::Removing { episode },
+        );
+    }
+
+    /// removing -> failed: removed; probed at once (`probe` UnderWay) or after
+    /// the reconnect (`At(now)`).
+    pub fn removed(&mut self, probe: NextProbe) {
+        self.bound = false;
+        let episode = self.episode_or_new(0);
+        self.step(
+            "removed",
+            |s| matches!(s, LegState::Removing { .. }),
+            LegState::Failed { probe, episode },
+        );
+    }
+
+    /// removing -> failed: md would not let go (EBUSY while I/O is pending);
+    /// tried again at `retry_at`.
+    pub fn remove_refused(&mut self, retry_at: Ms) {
+        let episode = self.episode_or_new(0);
+        self.step(
+            "remove_refused",
+            |s| matches!(s, LegState::Removing { .. }),
+            LegState::Failed {
+                probe: NextProbe::At(retry_at),
+                episode,
+            },
+        );
+    }
+
+    /// failed (not probing) -> reconnecting: the disk's reconnect command runs.
+    pub fn start_reconnect(&mut self) {
+        let episode = self.episode_or_new(0);
+        self.step(
+            "start_reconnect",
+            |s| {
+                matches!(
+                    s,
+                    LegState::Failed {
+                        probe: NextProbe::At(_),
+                        ..
+                    }
+                )
+            },
+            LegState::Reconnecting { episode },
+        );
+    }
+
+    /// reconnecting -> failed (probe under way): the reconnect command succeeded.
+    pub fn reconnected(&mut self) {
+        let episode = self.episode_or_new(0);
+        self.step(
+            "reconnected",
+            |s| matches!(s, LegState::Reconnecting { .. }),
+            LegState::Failed {
+                probe: NextProbe::UnderWay,
+                episode,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Phase;
+    use std::collections::BTreeSet;
+
+    const DOC: &str = include_str!("../../docs/leg-states.md");
+    const FILE: &str = include_str!("leg.rs");
+
+    /// This file without its tests.
+    fn code() -> &'static str {
+        FILE.split("#[cfg(test)]\nmod tests").next().expect("code")
+    }
+
+    fn words() -> BTreeSet<&'static str> {
+        Phase::ALL.iter().map(|p| p.as_str()).collect()
+    }
+
+    /// The ```text block of the doc, and of this file's module comment.
+    fn diagrams() -> (String, String) {
+        let doc = DOC.split("```text\n").nth(1).expect("a diagram in the doc");
+        let doc = doc.split("```").next().expect("closed").to_string();
+        let src: String = FILE
+            .lines()
+            .take_while(|l| l.starts_with("//!"))
+            .map(|l| l.trim_start_matches("//!").strip_prefix(' ').unwrap_or(""))
+            .skip_while(|l| *l != "```text")
+            .skip(1)
+            .take_while(|l| *l != "```")
+            .map(|l| format!("{l}\n"))
+            .collect();
+        (doc, src)
+    }
+
+    /// (from words, edge, to word) of each row of the doc's transitions table.
+    fn transitions() -> Vec<(Vec<String>, String, String)> {
+        let table = DOC
+            .split("## Transitions")
+            .nth(1)
+            .expect("a transitions table");
+        table
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| {
+                let cols: Vec<&str> = l.split('|').map(str::trim).collect();
+                let unquote = |w: &str| w.trim().trim_matches('`').to_string();
+                (
+                    cols[1].split(',').map(unquote).collect(),
+                    unquote(cols[2]),
+                    unquote(cols[3]),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_diagram_in_the_doc_is_the_one_in_the_code() {
+        let (doc, src) = diagrams();
+        assert!(!doc.is_empty());
+        assert_eq!(doc, src, "docs/leg-states.md and leg.rs's diagram differ");
+    }
+
+    /// A state added to the enum but not to the diagram (or a word in the
+    /// diagram that is no state) fails here.
+    #[test]
+    fn the_diagram_names_every_state_and_only_states() {
+        let (doc, _) = diagrams();
+        let named: BTreeSet<&str> = doc
+            .split('[')
+            .skip(1)
+            .filter_map(|s| s.split_once(']').map(|(w, _)| w))
+            .collect();
+        assert_eq!(named, words());
+    }
+
+    #[test]
+    fn the_transitions_table_covers_every_state_and_every_edge() {
+        let rows = transitions();
+        let mut seen = BTreeSet::new();
+        for (from, edge, to) in &rows {
+            for w in from.iter().chain([to]) {
+                assert!(
+                    words().contains(w.as_str()),
+                    "{w} (edge {edge}) is no state"
+                );
+                seen.insert(w.clone());
+            }
+            assert!(
+                code().contains(&format!("pub fn {edge}(")),
+                "edge {edge} is no method of Leg"
+            );
+        }
+        let all: BTreeSet<String> = words().iter().map(|w| w.to_string()).collect();
+        assert_eq!(seen, all, "a state without a transition");
+        // every edge of the code is in the table
+        let edges: BTreeSet<&str> = rows.iter().map(|(_, e, _)| e.as_str()).collect();
+        let in_code: BTreeSet<&str> = code()
+            .split("self.step(")
+            .skip(1)
+            .map(|step| step.split('"').nth(1).expect("an edge name"))
+            .collect();
+        assert_eq!(edges, in_code, "the doc's edges and the code's differ");
+    }
+
+    #[test]
+    fn published_words_stay() {
+        let w: Vec<&str> = Phase::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(
+            w,
+            [
+                "healthy",
+                "failed",
+                "removing",
+                "reconnecting",
+                "waiting",
+                "adding",
+                "flapping",
+                "refused",
+                "failing",
+                "needs-admin"
+            ]
+        );
+    }
 }

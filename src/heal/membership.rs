@@ -4,60 +4,120 @@ use super::action::{SbFacts, SbRole};
 use super::engine::ArrayMem;
 use crate::md::identity::same_uuid;
 use crate::md::model::Array;
+use std::fmt;
+
+/// Why a superblock does not prove membership. Display gives the words for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    NoSuperblock,
+    /// Neither md nor a member's superblock told the array's UUID.
+    UuidUnknown,
+    OtherArray {
+        found: String,
+        expected: String,
+    },
+    Spare,
+    Faulty,
+    /// The superblock's role is not the slot the leg held.
+    WrongSlot {
+        role: u32,
+        held: u32,
+    },
+    BeyondSlots {
+        role: u32,
+        slots: u32,
+    },
+    /// Another in-sync leg holds that slot (a stale copy?).
+    SlotTaken {
+        role: u32,
+    },
+    /// The superblock has seen more events than the array (split brain?).
+    NewerEvents {
+        events: u64,
+        array: u64,
+    },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NoSuperblock => f.write_str("it carries no md superblock"),
+            Refusal::UuidUnknown => {
+                f.write_str("the array's UUID is unknown, so membership cannot be proven")
+            }
+            Refusal::OtherArray { found, expected } => write!(
+                f,
+                "its superblock belongs to another array ({found}, not {expected})"
+            ),
+            Refusal::Spare => f.write_str("its superblock says it is a spare, not a mirror leg"),
+            Refusal::Faulty => f.write_str("its superblock marks it faulty"),
+            Refusal::WrongSlot { role, held } => write!(
+                f,
+                "its superblock gives role {role}, but the leg held slot {held}"
+            ),
+            Refusal::BeyondSlots { role, slots } => write!(
+                f,
+                "its superblock gives role {role}, beyond the array's {slots} slots"
+            ),
+            Refusal::SlotTaken { role } => write!(
+                f,
+                "slot {role} is held by another in-sync leg (a stale copy?)"
+            ),
+            Refusal::NewerEvents { events, array } => write!(
+                f,
+                "its event count {events} is newer than the array's {array} (split brain?)"
+            ),
+        }
+    }
+}
 
 /// Does this superblock prove the device belongs in this array, in a slot that is
-/// free? Err says why not, in words for the log.
+/// free? Err says why not.
 pub fn verdict(
     a: &Array,
     mem: &ArrayMem,
     leg_role: Option<u32>,
     sb: Option<&SbFacts>,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let Some(sb) = sb else {
-        return Err("it carries no md superblock".into());
+        return Err(Refusal::NoSuperblock);
     };
     let Some(uuid) = a.uuid.as_deref().or(mem.uuid.as_deref()) else {
-        return Err("the array's UUID is unknown, so membership cannot be proven".into());
+        return Err(Refusal::UuidUnknown);
     };
     if !same_uuid(uuid, &sb.uuid) {
-        return Err(format!(
-            "its superblock belongs to another array ({}, not {uuid})",
-            sb.uuid
-        ));
+        return Err(Refusal::OtherArray {
+            found: sb.uuid.clone(),
+            expected: uuid.to_string(),
+        });
     }
     let role = match sb.role {
         SbRole::Active(r) => r,
-        SbRole::Spare => return Err("its superblock says it is a spare, not a mirror leg".into()),
-        SbRole::Faulty => return Err("its superblock marks it faulty".into()),
+        SbRole::Spare => return Err(Refusal::Spare),
+        SbRole::Faulty => return Err(Refusal::Faulty),
     };
-    if let Some(r) = leg_role {
-        if r != role {
-            return Err(format!(
-                "its superblock gives role {role}, but the leg held slot {r}"
-            ));
+    if let Some(held) = leg_role {
+        if held != role {
+            return Err(Refusal::WrongSlot { role, held });
         }
     }
-    if let Some(rd) = a.raid_disks {
-        if role >= rd {
-            return Err(format!(
-                "its superblock gives role {role}, beyond the array's {rd} slots"
-            ));
+    if let Some(slots) = a.raid_disks {
+        if role >= slots {
+            return Err(Refusal::BeyondSlots { role, slots });
         }
     }
     if a.members
         .iter()
         .any(|m| m.slot == Some(role) && m.in_sync() && !m.faulty)
     {
-        return Err(format!(
-            "slot {role} is held by another in-sync leg (a stale copy?)"
-        ));
+        return Err(Refusal::SlotTaken { role });
     }
     if let Some(e) = mem.events {
         if sb.events > e {
-            return Err(format!(
-                "its event count {} is newer than the array's {e} (split brain?)",
-                sb.events
-            ));
+            return Err(Refusal::NewerEvents {
+                events: sb.events,
+                array: e,
+            });
         }
     }
     Ok(())

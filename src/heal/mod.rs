@@ -10,15 +10,17 @@
 //! Decide, one rule per file: [`engine`] (state and the main step), [`lifecycle`]
 //! (a leg's life), [`membership`] (the superblock verdict), [`candidates`] (new
 //! nodes), [`reconnect`], [`throttle`], [`stall`]; the boundary types are in
-//! [`action`], a leg in [`leg`].
+//! [`action`] (actions, typed outcomes) and [`event`] (what the engine reports,
+//! with the log line of each), a leg and its state machine in [`leg`].
 //!
-//! A leg's life, as the engine sees it:
+//! A leg's life in short (the full diagram, with each state's data and every
+//! transition, is in [`leg`]'s module comment and `docs/leg-states.md`, held to
+//! the enum by a unit test):
 //!
 //! ```text
-//! healthy --(member faulty)--> failed --probe ok, sb proves membership--> re-add
-//!    ^                           |  \--probe fails--> back off, probe again
-//!    |                           \--reconnect configured--> remove -> reconnect -> probe -> add
-//!    +---(in sync again)--- recovering <--- added
+//! healthy --fail--> failed --probe proves it--> waiting --> adding --added--> healthy
+//!                     |  \--probe fails--> failed (back off)   \--re-add refused--> removing
+//!                     \--reconnect configured--> removing --> reconnecting --> failed (probe)
 //! a leg that fails again soon after each re-add is flapping: exponential backoff,
 //! then no more re-adds until it stays healthy or dom0 asks for a probe.
 //! ```
@@ -27,6 +29,7 @@ pub mod act;
 pub mod action;
 pub mod candidates;
 pub mod engine;
+pub mod event;
 pub mod leg;
 pub mod lifecycle;
 pub mod membership;
@@ -34,10 +37,11 @@ pub mod reconnect;
 pub mod stall;
 pub mod throttle;
 
-pub use action::{Action, Level, Ms, Outcome, ProbeOutcome, SbFacts, SbRole};
+pub use action::{Action, Errno, Failure, Level, Ms, Outcome, ProbeOutcome, SbFacts, SbRole};
 pub use engine::{ArrayMem, Engine, Env};
-pub use leg::{Leg, Phase};
-pub use membership::verdict;
+pub use event::{Event, Flap};
+pub use leg::{Attempt, Episode, Leg, LegState, NextProbe, Phase};
+pub use membership::{verdict, Refusal};
 
 #[cfg(test)]
 mod tests;

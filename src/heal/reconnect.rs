@@ -1,8 +1,9 @@
 //! Reconnect coordination: a disk whose transport must be re-established is
 //! reconnected once md holds nothing of it (every leg on it and its partitions).
 
-use super::action::{log, Action, Level, Ms, Outcome, SEC};
+use super::action::{log, Action, Ms, Outcome, SEC};
 use super::engine::Engine;
+use super::event::Event;
 use super::leg::{Leg, Phase};
 
 impl Engine {
@@ -17,7 +18,7 @@ impl Engine {
         if self
             .legs
             .values()
-            .any(|l| on(l) && l.phase == Phase::Reconnecting)
+            .any(|l| on(l) && l.is(Phase::Reconnecting))
         {
             return;
         }
@@ -37,44 +38,40 @@ impl Engine {
                         .any(|m| m.device != k.1 && m.in_sync() && !m.faulty && m.slot.is_some())
             });
             let leg = self.legs.get_mut(&k).expect("key from map");
-            if leg.phase == Phase::Healthy {
+            if leg.is(Phase::Healthy) {
                 if other_in_sync {
-                    leg.phase = Phase::Failing;
-                    out.push(log(
-                        Level::Warn,
-                        format!(
-                            "{}: failing {} (its disk {disk} lost its transport and must be reconnected)",
-                            k.0, k.1
-                        ),
-                    ));
+                    leg.start_failing();
+                    out.push(log(Event::FailingForReconnect {
+                        array: k.0.clone(),
+                        device: k.1.clone(),
+                        disk: disk.clone(),
+                    }));
                     out.push(Action::Fail {
                         array: k.0.clone(),
                         device: k.1.clone(),
                     });
-                } else if leg.next_probe <= now {
-                    leg.next_probe = now + self.config.probe.max_interval_s * SEC;
-                    out.push(log(
-                        Level::Error,
-                        format!(
-                            "{disk}: cannot be reconnected: {} in {} is its array's only in-sync leg",
-                            k.1, k.0
-                        ),
-                    ));
+                } else if leg.may_speak(now) {
+                    leg.hush(now + self.config.probe.max_interval_s * SEC);
+                    out.push(log(Event::ReconnectBlocked {
+                        disk: disk.clone(),
+                        array: k.0.clone(),
+                        device: k.1.clone(),
+                    }));
                 }
             }
         }
         if blocked {
             // re-checked when a sibling's remove finishes, or at the next interval
             for l in self.legs.values_mut().filter(|l| on(l) && !l.bound) {
-                if l.phase == Phase::Failed && l.next_probe <= now {
-                    l.next_probe = now + l.probe_interval;
+                if l.probe_due(now) {
+                    l.postpone(now);
                 }
             }
             return;
         }
         for l in self.legs.values_mut().filter(|l| on(l)) {
-            if l.phase == Phase::Failed && !l.probing {
-                l.phase = Phase::Reconnecting;
+            if l.is(Phase::Failed) && !l.probing() {
+                l.start_reconnect();
             }
         }
         out.push(Action::Reconnect { device: disk });
@@ -90,30 +87,30 @@ impl Engine {
     ) {
         let max = self.config.probe.max_interval_s * SEC;
         let mut next = None;
-        for l in self.legs.values_mut().filter(|l| {
-            l.phase == Phase::Reconnecting && crate::md::identity::on_disk(&l.device, disk)
-        }) {
+        for l in self
+            .legs
+            .values_mut()
+            .filter(|l| l.is(Phase::Reconnecting) && crate::md::identity::on_disk(&l.device, disk))
+        {
             match outcome {
                 Outcome::Done => {
-                    l.phase = Phase::Failed;
-                    l.probing = true;
+                    l.reconnected();
                     out.push(Action::Probe {
                         device: l.device.clone(),
                     });
                 }
                 Outcome::Failed(_) => {
-                    l.phase = Phase::Failed;
-                    l.probe_interval = (l.probe_interval * 2).min(max);
-                    l.next_probe = now + l.probe_interval;
-                    next = Some(l.probe_interval);
+                    l.back_off(now, max);
+                    next = l.state().deadline().map(|t| t - now);
                 }
             }
         }
-        if let (Outcome::Failed(e), Some(n)) = (outcome, next) {
-            out.push(log(
-                Level::Info,
-                format!("{disk}: reconnect failed ({e}); next try in {}s", n / SEC),
-            ));
+        if let (Outcome::Failed(failure), Some(next_in)) = (outcome, next) {
+            out.push(log(Event::ReconnectFailed {
+                disk: disk.to_string(),
+                failure: failure.clone(),
+                next_in,
+            }));
         }
     }
 }

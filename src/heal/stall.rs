@@ -1,7 +1,8 @@
 //! Writes that hang: an array left in `write-pending` past the stall timeout.
 
-use super::action::{log, Action, Level, Ms, SEC};
+use super::action::{log, Action, Ms, SEC};
 use super::engine::Engine;
+use super::event::Event;
 use crate::md::model::Array;
 
 impl Engine {
@@ -12,18 +13,16 @@ impl Engine {
             let since = *mem.write_pending_since.get_or_insert(now);
             if now.saturating_sub(since) >= limit && !mem.stalled {
                 mem.stalled = true;
-                out.push(log(
-                    Level::Error,
-                    format!(
-                        "{}: writes stalled for {}s (a leg's storage hangs without a transport timeout?)",
-                        a.name,
-                        now.saturating_sub(since) / SEC
-                    ),
-                ));
+                out.push(log(Event::Stalled {
+                    array: a.name.clone(),
+                    after: now.saturating_sub(since),
+                }));
             }
         } else {
             if mem.stalled {
-                out.push(log(Level::Info, format!("{}: writes flow again", a.name)));
+                out.push(log(Event::WritesFlow {
+                    array: a.name.clone(),
+                }));
             }
             mem.write_pending_since = None;
             mem.stalled = false;

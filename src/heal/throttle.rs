@@ -2,8 +2,9 @@
 //! dom0's budget shared between recovering arrays, slower when the guest is busy),
 //! and putting back what was there before.
 
-use super::action::{log, Action, Level, Ms};
+use super::action::{log, Action, Ms};
 use super::engine::{Engine, Env};
+use super::event::Event;
 use crate::md::model::{Array, SyncAction, SyncState};
 use std::collections::BTreeMap;
 
@@ -71,15 +72,11 @@ impl Engine {
                         min: target.0,
                         max: target.1,
                     });
-                    out.push(log(
-                        Level::Info,
-                        format!(
-                            "{}: resync throttled to {} KiB/s{}",
-                            a.name,
-                            target.1.map_or("system".into(), |v| v.to_string()),
-                            if busy { " (guest I/O busy)" } else { "" }
-                        ),
-                    ));
+                    out.push(log(Event::Throttled {
+                        array: a.name.clone(),
+                        max: target.1,
+                        busy,
+                    }));
                 }
             } else if let Some(saved) = mem.saved_speed.take() {
                 mem.set_speed = None;

@@ -191,9 +191,9 @@ pub fn summary(a: &Array, engine: &Engine) -> ArraySummary {
     // legs mdguard is bringing back that md no longer lists
     for l in legs
         .iter()
-        .filter(|l| !l.bound && l.phase != Phase::Healthy)
+        .filter(|l| !l.bound && l.phase() != Phase::Healthy)
     {
-        members.push((l.device.clone(), l.phase.as_str().to_string()));
+        members.push((l.device.clone(), l.phase().as_str().to_string()));
     }
     ArraySummary {
         name: a.name.clone(),
@@ -210,7 +210,7 @@ pub fn summary(a: &Array, engine: &Engine) -> ArraySummary {
                 )
             })
         }),
-        flapping: legs.iter().any(|l| l.phase == Phase::Flapping),
+        flapping: legs.iter().any(|l| l.phase() == Phase::Flapping),
         stalled: engine.arrays.get(&a.name).is_some_and(|m| m.stalled),
     }
 }

@@ -60,11 +60,12 @@ impl Dispatcher {
         while let Some(a) = queue.pop_front() {
             let now = clock.now();
             let result = match &a {
-                Action::Log { level, message } => {
-                    match level {
-                        Level::Info => log::notice(message),
-                        Level::Warn => log::warn(message),
-                        Level::Error => log::error(message),
+                Action::Log(event) => {
+                    let message = event.to_string();
+                    match event.level() {
+                        Level::Info => log::notice(&message),
+                        Level::Warn => log::warn(&message),
+                        Level::Error => log::error(&message),
                     }
                     continue;
                 }
@@ -199,6 +200,6 @@ fn describe(a: &Action) -> String {
         Action::Fail { array, device } => format!("fail {device} in {array}"),
         Action::Reconnect { device } => format!("reconnect {device}"),
         Action::Probe { device } => format!("probe {device}"),
-        Action::Log { message, .. } => message.clone(),
+        Action::Log(event) => event.to_string(),
     }
 }

@@ -2,7 +2,7 @@
 //! ADD_NEW_DISK ioctl, an O_DIRECT superblock read), thin on purpose and proven in
 //! the VM harness (tests/vm_*).
 
-use crate::heal::{Outcome, ProbeOutcome, SbFacts, SbRole};
+use crate::heal::{Errno, Failure, Outcome, ProbeOutcome, SbFacts, SbRole};
 use crate::md::superblock::{self, Role, SbError};
 use crate::root::Root;
 use std::fs::{self, OpenOptions};
@@ -10,18 +10,19 @@ use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
-/// errno as its name (`EBUSY`), or the io error text.
-pub fn errno_name(e: &io::Error) -> String {
+/// An io error as a [`Failure`]: its errno (printed as its name, `EBUSY`), or its
+/// text when it carries none.
+pub fn failure(e: &io::Error) -> Failure {
     match e.raw_os_error() {
-        Some(n) => format!("{:?}", nix::errno::Errno::from_raw(n)),
-        None => e.to_string(),
+        Some(n) => Failure::Errno(Errno::from_raw(n)),
+        None => Failure::Io(e.to_string()),
     }
 }
 
 fn outcome(r: io::Result<()>) -> Outcome {
     match r {
         Ok(()) => Outcome::Done,
-        Err(e) => Outcome::Failed(errno_name(&e)),
+        Err(e) => Outcome::Failed(failure(&e)),
     }
 }
 
@@ -147,7 +148,10 @@ pub fn probe_device(root: &Root, dev: &str) -> ProbeOutcome {
             sb: Some(sb_facts(&sb)),
         },
         Err(SbError::NoSuperblock) => ProbeOutcome::Readable { sb: None },
-        Err(SbError::Io(e)) => ProbeOutcome::Failed(errno_name(&e)),
+        // a read that fails without an errno (a short read) counts as EIO
+        Err(SbError::Io(e)) => {
+            ProbeOutcome::Failed(e.raw_os_error().map_or(Errno::EIO, Errno::from_raw))
+        }
         // a torn or foreign block is an answer: no superblock that proves anything
         Err(_) => ProbeOutcome::Readable { sb: None },
     }
@@ -188,10 +192,15 @@ mod tests {
             fs::read_to_string(dir.join("sync_speed_min")).unwrap(),
             "system"
         );
-        assert_eq!(
-            member_state(&root, "md0", "nbd9", "re-add"),
-            Outcome::Failed("ENOENT".into())
-        );
+        let gone = member_state(&root, "md0", "nbd9", "re-add");
+        assert_eq!(gone, Outcome::Failed(Failure::Errno(Errno::ENOENT)));
+        // the log prints the errno's name, as it always has
+        let Outcome::Failed(f) = gone else {
+            unreachable!()
+        };
+        assert_eq!(f.to_string(), "ENOENT");
+        let no_errno = io::Error::new(io::ErrorKind::InvalidData, "bad dev file");
+        assert_eq!(failure(&no_errno).to_string(), "bad dev file");
     }
 
     #[test]
@@ -205,7 +214,7 @@ mod tests {
             ProbeOutcome::Readable { sb: None }
         );
         match probe_device(&root, "missing") {
-            ProbeOutcome::Failed(e) => assert_eq!(e, "ENOENT"),
+            ProbeOutcome::Failed(e) => assert_eq!(e, Errno::ENOENT),
             o => panic!("{o:?}"),
         }
     }

@@ -2,7 +2,7 @@
 //! command) runs off the loop and reports back through a channel and a wake-up.
 
 use super::kernel::probe_device;
-use crate::heal::{Outcome, ProbeOutcome};
+use crate::heal::{Failure, Outcome, ProbeOutcome};
 use crate::root::Root;
 use std::io;
 use std::process::{Command, Stdio};
@@ -66,7 +66,13 @@ pub fn spawn_reconnect(
 /// Run argv; Done on exit 0, else Failed with the exit status and stderr's last line.
 pub fn run_with_timeout(argv: &[String], timeout: Duration) -> Outcome {
     let Some((prog, args)) = argv.split_first() else {
-        return Outcome::Failed("empty command".into());
+        return Outcome::Failed(Failure::EmptyCommand);
+    };
+    let not_started = |e: io::Error| {
+        Outcome::Failed(Failure::NotStarted {
+            program: prog.clone(),
+            error: e.to_string(),
+        })
     };
     let mut child = match Command::new(prog)
         .args(args)
@@ -76,7 +82,7 @@ pub fn run_with_timeout(argv: &[String], timeout: Duration) -> Outcome {
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => return Outcome::Failed(format!("{prog}: {e}")),
+        Err(e) => return not_started(e),
     };
     let start = Instant::now();
     loop {
@@ -90,18 +96,22 @@ pub fn run_with_timeout(argv: &[String], timeout: Duration) -> Outcome {
                     let _ = io::Read::read_to_string(&mut e, &mut err);
                 }
                 let last = err.lines().last().unwrap_or("").trim().to_string();
-                return Outcome::Failed(format!(
-                    "{prog}: {st}{}{last}",
-                    if last.is_empty() { "" } else { ": " }
-                ));
+                return Outcome::Failed(Failure::Exited {
+                    program: prog.clone(),
+                    status: st,
+                    stderr: last,
+                });
             }
             Ok(None) if start.elapsed() >= timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Outcome::Failed(format!("{prog}: timed out after {}s", timeout.as_secs()));
+                return Outcome::Failed(Failure::TimedOut {
+                    program: prog.clone(),
+                    after_s: timeout.as_secs(),
+                });
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => return Outcome::Failed(format!("{prog}: {e}")),
+            Err(e) => return not_started(e),
         }
     }
 }
@@ -117,23 +127,42 @@ mod tests {
             run_with_timeout(&s(&["true"]), Duration::from_secs(5)),
             Outcome::Done
         );
-        match run_with_timeout(
+        let failed = |o: Outcome| match o {
+            Outcome::Failed(f) => f,
+            o => panic!("{o:?}"),
+        };
+        let f = failed(run_with_timeout(
             &s(&["sh", "-c", "echo no route >&2; exit 3"]),
             Duration::from_secs(5),
-        ) {
-            Outcome::Failed(e) => assert!(
-                e.contains("exit status: 3") && e.ends_with("no route"),
-                "{e}"
-            ),
-            o => panic!("{o:?}"),
-        }
-        match run_with_timeout(&s(&["sleep", "5"]), Duration::from_millis(200)) {
-            Outcome::Failed(e) => assert!(e.contains("timed out"), "{e}"),
-            o => panic!("{o:?}"),
-        }
-        match run_with_timeout(&s(&["/nonexistent/prog"]), Duration::from_secs(1)) {
-            Outcome::Failed(e) => assert!(e.contains("/nonexistent/prog"), "{e}"),
-            o => panic!("{o:?}"),
-        }
+        ));
+        assert!(
+            matches!(&f, Failure::Exited { program, status, stderr }
+                if program == "sh" && status.code() == Some(3) && stderr == "no route"),
+            "{f:?}"
+        );
+        // the log line: exit status, then stderr's last line
+        assert_eq!(f.to_string(), "sh: exit status: 3: no route");
+        let f = failed(run_with_timeout(
+            &s(&["sleep", "5"]),
+            Duration::from_millis(200),
+        ));
+        assert_eq!(
+            f,
+            Failure::TimedOut {
+                program: "sleep".into(),
+                after_s: 0
+            }
+        );
+        assert_eq!(f.to_string(), "sleep: timed out after 0s");
+        let f = failed(run_with_timeout(
+            &s(&["/nonexistent/prog"]),
+            Duration::from_secs(1),
+        ));
+        assert!(matches!(f, Failure::NotStarted { .. }), "{f:?}");
+        assert!(f.to_string().starts_with("/nonexistent/prog: "), "{f}");
+        assert_eq!(
+            failed(run_with_timeout(&[], Duration::from_secs(1))),
+            Failure::EmptyCommand
+        );
     }
 }

@@ -1,0 +1,514 @@
+//! What the engine reports: one [`Event`] per thing worth an admin's attention.
+//! Rules and their tests deal in these values; [`fmt::Display`] and
+//! [`Event::level`] give the log line and its level (the VM tests and admins grep
+//! these words: change them only on purpose).
+
+use super::action::{Errno, Failure, Level, Ms, SEC};
+use super::leg::Attempt;
+use super::membership::Refusal;
+use crate::md::model::Health;
+use std::fmt;
+
+/// A failure soon after a re-add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flap {
+    /// Time since the re-add.
+    pub after: Ms,
+    /// Failures soon after a re-add, in a row.
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A leg md marked faulty; probed after `probe_in`.
+    LegFailed {
+        array: String,
+        device: String,
+        flap: Option<Flap>,
+        probe_in: Ms,
+    },
+    /// Too many failures soon after a re-add: no more re-adds until told.
+    Flapping {
+        array: String,
+        device: String,
+        flaps: u32,
+    },
+    BackInArray {
+        array: String,
+        device: String,
+    },
+    /// A recovery (or resync) started: `action` is md's sync_action word.
+    RecoveryStarted {
+        array: String,
+        action: &'static str,
+    },
+    RecoveryFinished {
+        array: String,
+        after: Ms,
+        health: Health,
+    },
+    /// dom0 asked for a probe of every failed leg.
+    ProbeHint,
+    /// A probe failed (`errno`) or timed out (`None`).
+    StillUnusable {
+        array: String,
+        device: String,
+        errno: Option<Errno>,
+        next_in: Ms,
+    },
+    /// A probe proved the leg belongs; it is added after `jitter`.
+    Proven {
+        array: String,
+        device: String,
+        jitter: Ms,
+    },
+    /// A leg's superblock does not prove it belongs.
+    Refused {
+        array: String,
+        device: String,
+        reason: Refusal,
+    },
+    /// The leg is back: `attempt` is how it went in.
+    ReAdded {
+        array: String,
+        device: String,
+        attempt: Attempt,
+    },
+    /// md refused the sysfs re-add: the leg is removed to be added back.
+    ReAddRefused {
+        array: String,
+        device: String,
+        failure: Failure,
+    },
+    RemoveRefused {
+        array: String,
+        device: String,
+        failure: Failure,
+    },
+    /// ADD_NEW_DISK into the slot failed: added as a spare for a full recovery.
+    FullRecovery {
+        array: String,
+        device: String,
+        failure: Failure,
+    },
+    /// ADD_NEW_DISK into the slot failed and full recovery is off.
+    FullRecoveryOff {
+        array: String,
+        device: String,
+        failure: Failure,
+    },
+    /// Adding as a spare failed too.
+    AddFailed {
+        array: String,
+        device: String,
+        failure: Failure,
+    },
+    FailRefused {
+        array: String,
+        device: String,
+        failure: Failure,
+    },
+    SpeedNotSet {
+        array: String,
+        failure: Failure,
+    },
+    /// A device carries the superblock of no managed array.
+    ForeignDevice {
+        device: String,
+        uuid: String,
+    },
+    /// A new device carries a managed array's superblock that does not prove it.
+    CandidateRefused {
+        array: String,
+        device: String,
+        reason: Refusal,
+    },
+    /// A new device proven by its superblock (`role` None: a spare).
+    NewDevice {
+        array: String,
+        device: String,
+        role: Option<u32>,
+    },
+    /// The faulty member `faulty` is removed so `device` can take its place.
+    MakingRoom {
+        array: String,
+        faulty: String,
+        device: String,
+    },
+    /// A healthy leg on a disk that must be reconnected is failed.
+    FailingForReconnect {
+        array: String,
+        device: String,
+        disk: String,
+    },
+    /// The disk cannot be reconnected: `device` is its array's only in-sync leg.
+    ReconnectBlocked {
+        disk: String,
+        array: String,
+        device: String,
+    },
+    ReconnectFailed {
+        disk: String,
+        failure: Failure,
+        next_in: Ms,
+    },
+    Stalled {
+        array: String,
+        after: Ms,
+    },
+    WritesFlow {
+        array: String,
+    },
+    /// Resync speed capped at `max` (`None`: the system's) KiB/s.
+    Throttled {
+        array: String,
+        max: Option<u64>,
+        busy: bool,
+    },
+}
+
+impl Event {
+    pub fn level(&self) -> Level {
+        use Event::*;
+        match self {
+            Flapping { .. }
+            | Refused { .. }
+            | FullRecoveryOff { .. }
+            | AddFailed { .. }
+            | CandidateRefused { .. }
+            | ReconnectBlocked { .. }
+            | Stalled { .. } => Level::Error,
+            LegFailed { .. }
+            | RemoveRefused { .. }
+            | FullRecovery { .. }
+            | FailRefused { .. }
+            | SpeedNotSet { .. }
+            | FailingForReconnect { .. } => Level::Warn,
+            BackInArray { .. }
+            | RecoveryStarted { .. }
+            | RecoveryFinished { .. }
+            | ProbeHint
+            | StillUnusable { .. }
+            | Proven { .. }
+            | ReAdded { .. }
+            | ReAddRefused { .. }
+            | ForeignDevice { .. }
+            | NewDevice { .. }
+            | MakingRoom { .. }
+            | ReconnectFailed { .. }
+            | WritesFlow { .. }
+            | Throttled { .. } => Level::Info,
+        }
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Event::*;
+        match self {
+            LegFailed {
+                array,
+                device,
+                flap,
+                probe_in,
+            } => {
+                write!(f, "{array}: leg {device} failed")?;
+                if let Some(Flap { after, count }) = flap {
+                    write!(f, " again {}s after its re-add (flap {count})", after / SEC)?;
+                }
+                write!(f, "; probing it in {}s", probe_in / SEC)
+            }
+            Flapping {
+                array,
+                device,
+                flaps,
+            } => write!(
+                f,
+                "{array}: leg {device} is flapping ({flaps} failures soon after re-add): not re-adding it again until it stays healthy or dom0 asks for a probe"
+            ),
+            BackInArray { array, device } => {
+                write!(f, "{array}: leg {device} is back in the array")
+            }
+            RecoveryStarted { array, action } => write!(f, "{array}: {action} started"),
+            RecoveryFinished {
+                array,
+                after,
+                health,
+            } => write!(
+                f,
+                "{array}: recovery finished after {}s; array is {health}",
+                after / SEC
+            ),
+            ProbeHint => f.write_str("dom0 asked for a probe: probing every failed leg now"),
+            StillUnusable {
+                array,
+                device,
+                errno,
+                next_in,
+            } => {
+                write!(f, "{array}: leg {device} still unusable (")?;
+                match errno {
+                    Some(e) => write!(f, "{e:?}")?,
+                    None => f.write_str("timed out")?,
+                }
+                write!(f, "); next probe in {}s", next_in / SEC)
+            }
+            Proven {
+                array,
+                device,
+                jitter,
+            } => {
+                write!(
+                    f,
+                    "{array}: leg {device} answers again and its superblock proves it belongs here; re-adding"
+                )?;
+                if *jitter > 0 {
+                    write!(f, " in {:.1}s (start jitter)", *jitter as f64 / 1000.0)?;
+                }
+                Ok(())
+            }
+            Refused {
+                array,
+                device,
+                reason,
+            } => write!(
+                f,
+                "{array}: leg {device} answers but will not be re-added: {reason}"
+            ),
+            ReAdded {
+                array,
+                device,
+                attempt,
+            } => write!(
+                f,
+                "{array}: re-added {device}{}",
+                match attempt {
+                    Attempt::Spare => " as a spare for a full recovery",
+                    _ => " (the bitmap limits the resync to what changed)",
+                }
+            ),
+            ReAddRefused {
+                array,
+                device,
+                failure,
+            } => write!(
+                f,
+                "{array}: re-add of {device} refused ({failure}); removing it to add it back"
+            ),
+            RemoveRefused {
+                array,
+                device,
+                failure,
+            } => write!(f, "{array}: could not remove {device} ({failure}); retrying"),
+            FullRecovery {
+                array,
+                device,
+                failure,
+            } => write!(
+                f,
+                "{array}: re-add of {device} impossible ({failure}: no bitmap or events too old); adding it for a full recovery"
+            ),
+            FullRecoveryOff {
+                array,
+                device,
+                failure,
+            } => write!(
+                f,
+                "{array}: re-add of {device} impossible ({failure}) and full recovery is off in the config: left degraded for an admin"
+            ),
+            AddFailed {
+                array,
+                device,
+                failure,
+            } => write!(
+                f,
+                "{array}: adding {device} failed ({failure}); left for an admin"
+            ),
+            FailRefused {
+                array,
+                device,
+                failure,
+            } => write!(f, "{array}: could not fail {device} ({failure})"),
+            SpeedNotSet { array, failure } => {
+                write!(f, "{array}: could not set sync speed limits: {failure}")
+            }
+            ForeignDevice { device, uuid } => write!(
+                f,
+                "{device}: carries md superblock {uuid} of no array mdguard manages; not touched"
+            ),
+            CandidateRefused {
+                array,
+                device,
+                reason,
+            } => write!(f, "{device}: not added to {array}: {reason}"),
+            NewDevice {
+                array,
+                device,
+                role,
+            } => {
+                write!(
+                    f,
+                    "{array}: new device {device} carries this array's superblock (role "
+                )?;
+                match role {
+                    Some(r) => write!(f, "{r}")?,
+                    None => f.write_str("spare")?,
+                }
+                f.write_str("): adding it")
+            }
+            MakingRoom {
+                array,
+                faulty,
+                device,
+            } => write!(
+                f,
+                "{array}: removing faulty {faulty} so {device} can take its place"
+            ),
+            FailingForReconnect {
+                array,
+                device,
+                disk,
+            } => write!(
+                f,
+                "{array}: failing {device} (its disk {disk} lost its transport and must be reconnected)"
+            ),
+            ReconnectBlocked {
+                disk,
+                array,
+                device,
+            } => write!(
+                f,
+                "{disk}: cannot be reconnected: {device} in {array} is its array's only in-sync leg"
+            ),
+            ReconnectFailed {
+                disk,
+                failure,
+                next_in,
+            } => write!(
+                f,
+                "{disk}: reconnect failed ({failure}); next try in {}s",
+                next_in / SEC
+            ),
+            Stalled { array, after } => write!(
+                f,
+                "{array}: writes stalled for {}s (a leg's storage hangs without a transport timeout?)",
+                after / SEC
+            ),
+            WritesFlow { array } => write!(f, "{array}: writes flow again"),
+            Throttled { array, max, busy } => {
+                write!(f, "{array}: resync throttled to ")?;
+                match max {
+                    Some(v) => write!(f, "{v}")?,
+                    None => f.write_str("system")?,
+                }
+                write!(
+                    f,
+                    " KiB/s{}",
+                    if *busy { " (guest I/O busy)" } else { "" }
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The words the VM tests and admins grep stay as they were.
+    #[test]
+    fn log_lines_keep_their_words() {
+        let s = |a: &str| a.to_string();
+        let cases: Vec<(Event, &str, Level)> = vec![
+            (
+                Event::LegFailed {
+                    array: s("md3"),
+                    device: s("xvdc"),
+                    flap: Some(Flap {
+                        after: 5 * SEC,
+                        count: 2,
+                    }),
+                    probe_in: 20 * SEC,
+                },
+                "md3: leg xvdc failed again 5s after its re-add (flap 2); probing it in 20s",
+                Level::Warn,
+            ),
+            (
+                Event::Proven {
+                    array: s("md3"),
+                    device: s("xvdc"),
+                    jitter: 1500,
+                },
+                "md3: leg xvdc answers again and its superblock proves it belongs here; re-adding in 1.5s (start jitter)",
+                Level::Info,
+            ),
+            (
+                Event::StillUnusable {
+                    array: s("md3"),
+                    device: s("xvdc"),
+                    errno: Some(Errno::EIO),
+                    next_in: 4 * SEC,
+                },
+                "md3: leg xvdc still unusable (EIO); next probe in 4s",
+                Level::Info,
+            ),
+            (
+                Event::ReAdded {
+                    array: s("md3"),
+                    device: s("xvdc"),
+                    attempt: Attempt::ReAdd,
+                },
+                "md3: re-added xvdc (the bitmap limits the resync to what changed)",
+                Level::Info,
+            ),
+            (
+                Event::ReAddRefused {
+                    array: s("md3"),
+                    device: s("xvdc"),
+                    failure: Failure::Errno(Errno::EBUSY),
+                },
+                "md3: re-add of xvdc refused (EBUSY); removing it to add it back",
+                Level::Info,
+            ),
+            (
+                Event::NewDevice {
+                    array: s("md3"),
+                    device: s("xvdd"),
+                    role: Some(1),
+                },
+                "md3: new device xvdd carries this array's superblock (role 1): adding it",
+                Level::Info,
+            ),
+            (
+                Event::Throttled {
+                    array: s("md3"),
+                    max: Some(2000),
+                    busy: true,
+                },
+                "md3: resync throttled to 2000 KiB/s (guest I/O busy)",
+                Level::Info,
+            ),
+            (
+                Event::Stalled {
+                    array: s("md3"),
+                    after: 61 * SEC,
+                },
+                "md3: writes stalled for 61s (a leg's storage hangs without a transport timeout?)",
+                Level::Error,
+            ),
+            (
+                Event::Refused {
+                    array: s("md3"),
+                    device: s("xvdc"),
+                    reason: Refusal::NoSuperblock,
+                },
+                "md3: leg xvdc answers but will not be re-added: it carries no md superblock",
+                Level::Error,
+            ),
+        ];
+        for (e, text, level) in cases {
+            assert_eq!(e.to_string(), text);
+            assert_eq!(e.level(), level, "{text}");
+        }
+    }
+}
