@@ -1,0 +1,356 @@
+//! A leg's life: failure, probing, the add and its fallbacks, flapping, jitter, stale events.
+
+use super::*;
+
+#[test]
+fn healthy_array_needs_nothing() {
+    for m in [NBD, XVD] {
+        let mut e = engine();
+        let a = e.on_snapshot(&m.healthy(), &Env::default(), 0);
+        assert!(a.is_empty(), "{a:?}");
+        assert_eq!(e.next_deadline(), None, "no timer while healthy");
+    }
+}
+
+#[test]
+fn faulty_bound_leg_probed_then_readded_via_sysfs() {
+    for m in [NBD, XVD] {
+        let mut e = engine();
+        let a = fail_and_wait(&mut e, m, 0);
+        assert_eq!(actions(&a), vec![probe(m.bad)]);
+        assert!(m.leg(&e).probing());
+        let a = e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 100), 3 * S);
+        assert_eq!(actions(&a), vec![m.readd()]);
+        assert_eq!(m.leg(&e).adding(), Some(Attempt::ReAdd));
+        let a = e.on_outcome(&m.readd(), &Outcome::Done, 3 * S);
+        assert_eq!(
+            events(&a),
+            vec![Event::ReAdded {
+                array: m.md.into(),
+                device: m.bad.into(),
+                attempt: Attempt::ReAdd,
+            }]
+        );
+        // recovery starts, then finishes: leg healthy, nothing more to do
+        let a = e.on_snapshot(&m.recovering(m.bad), &Env::default(), 4 * S);
+        assert_eq!(
+            a,
+            vec![Action::Log(Event::RecoveryStarted {
+                array: m.md.into(),
+                action: "recover",
+            })]
+        );
+        let a = e.on_snapshot(&m.healthy(), &Env::default(), 10 * S);
+        assert_eq!(
+            a,
+            vec![Action::Log(Event::RecoveryFinished {
+                array: m.md.into(),
+                after: 6 * S,
+                health: Health::Ok,
+            })]
+        );
+        assert_eq!(m.leg(&e).phase(), Phase::Healthy);
+    }
+}
+
+#[test]
+fn refused_readd_falls_back_to_remove_then_add_with_role() {
+    let m = XVD;
+    let mut e = engine();
+    fail_and_wait(&mut e, m, 0);
+    let a = e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 100), 3 * S);
+    assert_eq!(actions(&a), vec![m.readd()]);
+    let a = e.on_outcome(&m.readd(), &errno(Errno::EBUSY), 3 * S);
+    assert_eq!(
+        a,
+        vec![
+            Action::Log(Event::ReAddRefused {
+                array: m.md.into(),
+                device: m.bad.into(),
+                failure: Failure::Errno(Errno::EBUSY),
+            }),
+            m.remove()
+        ]
+    );
+    let a = e.on_outcome(&m.remove(), &Outcome::Done, 3 * S);
+    assert_eq!(actions(&a), vec![probe(m.bad)]);
+    let a = e.on_probe(&m.gone(), m.bad, sb(UUID, 1, 100), 4 * S);
+    assert_eq!(actions(&a), vec![add_in_slot(m.md, m.bad, 1)]);
+    assert_eq!(
+        m.leg(&e).adding(),
+        Some(Attempt::InSlot {
+            role: 1,
+            dev_number: 1
+        })
+    );
+}
+
+#[test]
+fn impossible_readd_adds_for_full_recovery_only_when_allowed() {
+    let m = NBD;
+    for allowed in [true, false] {
+        let mut e = Engine::new(cfg(|c| c.heal.full_recovery = allowed), 1);
+        e.on_snapshot(&m.healthy(), &Env::default(), 0);
+        e.on_snapshot(&m.gone(), &Env::default(), 1);
+        // the leg left while healthy (removed): probed later
+        let t = e.next_deadline().unwrap();
+        let a = e.on_snapshot(&m.gone(), &Env::default(), t);
+        assert_eq!(actions(&a), vec![probe(m.bad)]);
+        let a = e.on_probe(&m.gone(), m.bad, sb(UUID, 1, 100), t);
+        let add = add_in_slot(m.md, m.bad, 1);
+        assert_eq!(actions(&a), vec![add.clone()]);
+        let a = e.on_outcome(&add, &errno(Errno::EINVAL), t);
+        let failure = Failure::Errno(Errno::EINVAL);
+        let (array, device) = (m.md.to_string(), m.bad.to_string());
+        if allowed {
+            assert_eq!(
+                a,
+                vec![
+                    Action::Log(Event::FullRecovery {
+                        array,
+                        device,
+                        failure
+                    }),
+                    Action::Add {
+                        array: m.md.into(),
+                        device: m.bad.into(),
+                        role: None,
+                        dev_number: None
+                    }
+                ]
+            );
+            assert_eq!(m.leg(&e).adding(), Some(Attempt::Spare));
+        } else {
+            assert_eq!(
+                a,
+                vec![Action::Log(Event::FullRecoveryOff {
+                    array,
+                    device,
+                    failure
+                })]
+            );
+            assert_eq!(m.leg(&e).phase(), Phase::NeedsAdmin);
+        }
+    }
+}
+
+#[test]
+fn failed_probes_back_off_to_the_cap() {
+    let m = NBD;
+    let mut e = engine();
+    fail_and_wait(&mut e, m, 0);
+    let mut t = 3 * S;
+    let mut intervals = vec![];
+    let mut said = vec![];
+    for _ in 0..8 {
+        let a = e.on_probe(&m.faulty(), m.bad, ProbeOutcome::Failed(Errno::EIO), t);
+        for ev in events(&a) {
+            match ev {
+                Event::StillUnusable {
+                    errno: Some(Errno::EIO),
+                    next_in,
+                    ..
+                } => said.push(next_in / S),
+                ev => panic!("{ev:?}"),
+            }
+        }
+        let next = e.next_deadline().unwrap();
+        intervals.push((next - t) / S);
+        // nothing happens before the deadline
+        assert!(actions(&e.on_snapshot(&m.faulty(), &Env::default(), next - 1)).is_empty());
+        let a = e.on_snapshot(&m.faulty(), &Env::default(), next);
+        assert_eq!(actions(&a), vec![probe(m.bad)]);
+        t = next;
+    }
+    assert_eq!(intervals, vec![4, 8, 16, 32, 60, 60, 60, 60]);
+    // said at the first short interval and at the cap, not in between
+    assert_eq!(said, vec![4, 60, 60, 60, 60]);
+}
+
+#[test]
+fn flapping_leg_backs_off_then_stops_until_dom0_asks() {
+    let m = XVD;
+    let mut e = Engine::new(
+        cfg(|c| {
+            c.heal.flap_limit = 3;
+            c.heal.flap_backoff_s = 10;
+            c.heal.flap_window_s = 300;
+        }),
+        7,
+    );
+    e.on_snapshot(&m.healthy(), &Env::default(), 0);
+    let mut t = S;
+    let mut waits = vec![];
+    for round in 0..4 {
+        let a = e.on_snapshot(&m.faulty(), &Env::default(), t);
+        if round == 3 {
+            assert_eq!(
+                events(&a)[0],
+                Event::Flapping {
+                    array: m.md.into(),
+                    device: m.bad.into(),
+                    flaps: 3
+                },
+                "{a:?}"
+            );
+            assert!(actions(&a).is_empty(), "{a:?}");
+            assert_eq!(e.next_deadline(), None, "no more probes");
+            break;
+        }
+        let flap = (round > 0).then_some(Flap {
+            after: 5 * S,
+            count: round,
+        });
+        assert!(
+            matches!(&events(&a)[0], Event::LegFailed { flap: f, .. } if *f == flap),
+            "{a:?}"
+        );
+        let next = e.next_deadline().unwrap();
+        waits.push((next - t) / S);
+        t = next;
+        let a = e.on_snapshot(&m.faulty(), &Env::default(), t);
+        assert_eq!(actions(&a), vec![probe(m.bad)]);
+        let a = e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 100), t);
+        assert_eq!(actions(&a), vec![m.readd()]);
+        e.on_outcome(&m.readd(), &Outcome::Done, t);
+        e.on_snapshot(&m.recovering(m.bad), &Env::default(), t + S);
+        t += 5 * S; // fails again 5 s after the re-add
+    }
+    assert_eq!(
+        waits,
+        vec![2, 10, 20],
+        "initial probe, then flap backoff doubling"
+    );
+    assert_eq!(m.leg(&e).phase(), Phase::Flapping);
+    // nothing happens however long we wait
+    assert!(actions(&e.on_snapshot(&m.faulty(), &Env::default(), t + 10_000 * S)).is_empty());
+    // dom0's probe hint: probed again at once
+    assert_eq!(
+        e.on_probe_hint(t + 10_001 * S),
+        vec![Action::Log(Event::ProbeHint)]
+    );
+    assert_eq!(m.leg(&e).flaps, 0, "forgiven by dom0's hint");
+    let a = e.on_snapshot(&m.faulty(), &Env::default(), t + 10_001 * S);
+    assert_eq!(actions(&a), vec![probe(m.bad)]);
+}
+
+#[test]
+fn leg_healthy_through_the_window_is_forgiven() {
+    let m = NBD;
+    let mut e = Engine::new(cfg(|c| c.heal.flap_window_s = 60), 7);
+    fail_and_wait(&mut e, m, 0);
+    e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 100), 3 * S);
+    e.on_outcome(&m.readd(), &Outcome::Done, 3 * S);
+    // fails 10 s later: a flap
+    e.on_snapshot(&m.healthy(), &Env::default(), 4 * S);
+    e.on_snapshot(&m.faulty(), &Env::default(), 13 * S);
+    assert_eq!(m.leg(&e).flaps, 1);
+    let t = e.next_deadline().unwrap();
+    e.on_snapshot(&m.faulty(), &Env::default(), t);
+    let a = e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 100), t);
+    assert_eq!(actions(&a), vec![m.readd()]);
+    e.on_outcome(&m.readd(), &Outcome::Done, t);
+    e.on_snapshot(&m.healthy(), &Env::default(), t + 61 * S);
+    assert_eq!(m.leg(&e).flaps, 0);
+}
+
+#[test]
+fn start_jitter_delays_the_add() {
+    let m = XVD;
+    let mut e = Engine::new(cfg(|c| c.throttle.jitter_s = 30), 12345);
+    fail_and_wait(&mut e, m, 0);
+    let a = e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 100), 3 * S);
+    assert!(actions(&a).is_empty(), "{a:?}");
+    let at = e.next_deadline().unwrap();
+    assert!(at > 3 * S && at <= 33 * S, "{at}");
+    assert_eq!(
+        a,
+        vec![Action::Log(Event::Proven {
+            array: m.md.into(),
+            device: m.bad.into(),
+            jitter: at - 3 * S,
+        })]
+    );
+    assert!(actions(&e.on_snapshot(&m.faulty(), &Env::default(), at - 1)).is_empty());
+    let a = e.on_snapshot(&m.faulty(), &Env::default(), at);
+    assert_eq!(actions(&a), vec![m.readd()]);
+}
+
+#[test]
+fn different_seeds_spread_the_start() {
+    let m = NBD;
+    let delays: Vec<Ms> = (1..20)
+        .map(|seed| {
+            let mut e = Engine::new(cfg(|c| c.throttle.jitter_s = 30), seed * 7919);
+            fail_and_wait(&mut e, m, 0);
+            e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 100), 3 * S);
+            e.next_deadline().unwrap()
+        })
+        .collect();
+    let mut distinct = delays.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(distinct.len() > 15, "{delays:?}");
+}
+
+/// Another errno than EBUSY (the member is gone): no transport teardown, the
+/// remove is retried at the next probe time.
+#[test]
+fn other_remove_failures_just_retry() {
+    let m = NBD;
+    let mut e = engine_with_nbd1_reconnect();
+    fail_and_wait(&mut e, m, 0);
+    let a = e.on_outcome(&m.remove(), &errno(Errno::ENOENT), 3 * S);
+    assert!(actions(&a).is_empty(), "{a:?}");
+    assert_eq!(m.leg(&e).phase(), Phase::Failed);
+    assert_eq!(e.next_deadline(), Some(5 * S));
+}
+
+/// An outcome or probe result for a step the leg is no longer at is ignored.
+#[test]
+fn stale_outcomes_and_probe_results_are_ignored() {
+    let m = XVD;
+    let mut e = engine();
+    fail_and_wait(&mut e, m, 0);
+    e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 100), 3 * S);
+    // md lists the leg in sync again (an admin re-added it) before the outcome
+    e.on_snapshot(&m.healthy(), &Env::default(), 3 * S);
+    assert_eq!(m.leg(&e).phase(), Phase::Healthy);
+    assert!(e
+        .on_outcome(&m.readd(), &errno(Errno::EBUSY), 3 * S)
+        .is_empty());
+    assert!(e.on_outcome(&m.remove(), &Outcome::Done, 3 * S).is_empty());
+    assert!(e
+        .on_probe(&m.healthy(), m.bad, sb(UUID, 1, 100), 3 * S)
+        .is_empty());
+    assert_eq!(m.leg(&e).phase(), Phase::Healthy);
+    assert!(m.leg(&e).bound);
+}
+
+/// An edge taken from a wrong state is an engine bug: caught in debug builds.
+#[cfg(debug_assertions)]
+#[test]
+#[should_panic(expected = "give_up from Healthy")]
+fn an_edge_from_a_wrong_state_is_a_bug() {
+    let mut leg = Leg::new("md3", "xvdc", Some(1), true, LegState::HEALTHY);
+    leg.give_up();
+}
+
+#[test]
+fn unmanaged_arrays_are_never_touched() {
+    let m = XVD;
+    let s = raid1(m.md)
+        .level("raid5")
+        .leg(m.good, 0)
+        .faulty_leg(m.bad)
+        .snap();
+    let mut e = engine();
+    e.on_snapshot(&s, &Env::default(), 0);
+    assert!(e.on_snapshot(&s, &Env::default(), 1000 * S).is_empty());
+    let mut e = Engine::new(cfg(|c| c.ignore = vec![m.md.into()]), 1);
+    e.on_snapshot(&m.faulty(), &Env::default(), 0);
+    assert!(e
+        .on_snapshot(&m.faulty(), &Env::default(), 1000 * S)
+        .is_empty());
+    assert_eq!(e.legs_of(m.md).count(), 0);
+}

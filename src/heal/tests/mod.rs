@@ -1,0 +1,286 @@
+//! Unit tests of the healing policy: one test per case the agent must get right.
+//! They assert on actions and typed events, never on log wording (the words are
+//! held by `event.rs`'s own test); arrays are built with [`raid1`] under any name.
+
+use super::*;
+use crate::config::Config;
+use crate::md::model::{Array, Health, Member, Snapshot, SpeedLimit, Sync, SyncAction, SyncState};
+use std::os::unix::process::ExitStatusExt;
+
+const UUID: &str = "0fbf5f2c-add2-43c2-bd78-a4be3ab709ef";
+const OTHER: &str = "11111111-2222-3333-4444-555555555555";
+const S: Ms = 1000;
+
+// ---- arrays ----
+
+/// A managed raid1 under construction: `raid1("md3").leg("xvdb", 0).faulty_leg("xvdc")`.
+struct ArrayBuilder {
+    a: Array,
+}
+
+fn raid1(name: &str) -> ArrayBuilder {
+    let mut a = Array::named(name);
+    a.level = Some("raid1".into());
+    a.array_state = Some("clean".into());
+    a.raid_disks = Some(2);
+    a.uuid = Some(UUID.into());
+    a.sync_speed_min = Some(SpeedLimit {
+        kbps: 1000,
+        system: true,
+    });
+    a.sync_speed_max = Some(SpeedLimit {
+        kbps: 200000,
+        system: true,
+    });
+    ArrayBuilder { a }
+}
+
+impl ArrayBuilder {
+    fn member(mut self, dev: &str, slot: Option<u32>, states: &[&str]) -> Self {
+        self.a.members.push(Member {
+            device: dev.into(),
+            slot,
+            descriptor: None,
+            states: states.iter().map(|s| s.to_string()).collect(),
+            faulty: states.contains(&"faulty"),
+            errors: None,
+        });
+        self
+    }
+
+    /// An in-sync leg in `slot`.
+    fn leg(self, dev: &str, slot: u32) -> Self {
+        self.member(dev, Some(slot), &["in_sync"])
+    }
+
+    /// A leg md marked faulty (it keeps no slot).
+    fn faulty_leg(self, dev: &str) -> Self {
+        self.member(dev, None, &["faulty"])
+    }
+
+    /// A faulty leg with its descriptor number (`dev_number`).
+    fn faulty_leg_numbered(mut self, dev: &str, descriptor: u32) -> Self {
+        self = self.faulty_leg(dev);
+        self.a.members.last_mut().expect("just pushed").descriptor = Some(descriptor);
+        self
+    }
+
+    /// A leg in `slot` being rebuilt: a recovery runs.
+    fn rebuilding(mut self, dev: &str, slot: u32) -> Self {
+        self.a.sync = Some(Sync {
+            action: SyncAction::Recover,
+            state: SyncState::Running,
+            done: Some(10),
+            total: Some(100),
+            percent: None,
+            speed_kbps: Some(1000),
+            finish_min: None,
+        });
+        self.member(dev, Some(slot), &[])
+    }
+
+    fn slots(mut self, n: u32) -> Self {
+        self.a.raid_disks = Some(n);
+        self
+    }
+
+    fn array_state(mut self, st: &str) -> Self {
+        self.a.array_state = Some(st.into());
+        self
+    }
+
+    fn level(mut self, level: &str) -> Self {
+        self.a.level = Some(level.into());
+        self
+    }
+
+    fn build(mut self) -> Array {
+        let slots = self.a.raid_disks.unwrap_or(2);
+        self.a.degraded = Some(slots - self.a.in_sync_count().min(slots));
+        self.a.derive_health();
+        self.a
+    }
+
+    fn snap(self) -> Snapshot {
+        snap(vec![self.build()])
+    }
+}
+
+fn snap(arrays: Vec<Array>) -> Snapshot {
+    Snapshot {
+        arrays,
+        problems: vec![],
+    }
+}
+
+/// A two-leg mirror by its names: `good` stays, `bad` fails and comes back.
+#[derive(Clone, Copy)]
+struct Mirror {
+    md: &'static str,
+    good: &'static str,
+    bad: &'static str,
+}
+
+/// The nbd lab's names, and a Xen guest's.
+const NBD: Mirror = Mirror {
+    md: "md0",
+    good: "nbd0",
+    bad: "nbd1",
+};
+const XVD: Mirror = Mirror {
+    md: "md3",
+    good: "xvdb",
+    bad: "xvdc",
+};
+
+impl Mirror {
+    fn healthy(self) -> Snapshot {
+        raid1(self.md).leg(self.good, 0).leg(self.bad, 1).snap()
+    }
+
+    /// `bad` is faulty, still bound.
+    fn faulty(self) -> Snapshot {
+        raid1(self.md).leg(self.good, 0).faulty_leg(self.bad).snap()
+    }
+
+    /// `bad` is no longer bound.
+    fn gone(self) -> Snapshot {
+        raid1(self.md).leg(self.good, 0).snap()
+    }
+
+    /// `with` is being rebuilt in slot 1.
+    fn recovering(self, with: &str) -> Snapshot {
+        raid1(self.md).leg(self.good, 0).rebuilding(with, 1).snap()
+    }
+
+    fn readd(self) -> Action {
+        Action::ReAdd {
+            array: self.md.into(),
+            device: self.bad.into(),
+        }
+    }
+
+    fn remove(self) -> Action {
+        removal(self.md, self.bad)
+    }
+
+    fn leg(self, e: &Engine) -> &Leg {
+        e.legs_of(self.md)
+            .find(|l| l.device == self.bad)
+            .expect("the leg is tracked")
+    }
+}
+
+// ---- inputs and outputs ----
+
+fn sb(uuid: &str, role: u32, events: u64) -> ProbeOutcome {
+    ProbeOutcome::Readable {
+        sb: Some(SbFacts {
+            uuid: uuid.into(),
+            role: SbRole::Active(role),
+            events,
+            dev_number: role,
+        }),
+    }
+}
+
+fn errno(e: Errno) -> Outcome {
+    Outcome::Failed(Failure::Errno(e))
+}
+
+/// A reconnect command that exited 1.
+fn exit_1() -> Outcome {
+    Outcome::Failed(Failure::Exited {
+        program: "nbd-client".into(),
+        status: std::process::ExitStatus::from_raw(1 << 8),
+        stderr: "Connection refused".into(),
+    })
+}
+
+fn cfg(f: impl FnOnce(&mut Config)) -> Config {
+    let mut c = Config::default();
+    c.throttle.jitter_s = 0;
+    f(&mut c);
+    c
+}
+
+fn engine() -> Engine {
+    Engine::new(cfg(|_| {}), 42)
+}
+
+/// An engine with a reconnect command configured for the disk nbd1.
+fn engine_with_nbd1_reconnect() -> Engine {
+    Engine::new(
+        cfg(|c| {
+            c.reconnect.push(crate::config::Reconnect {
+                device: "nbd1".into(),
+                command: vec!["nbd-client".into()],
+                timeout_s: 30,
+            })
+        }),
+        3,
+    )
+}
+
+/// The actions besides events.
+fn actions(v: &[Action]) -> Vec<Action> {
+    v.iter()
+        .filter(|a| !matches!(a, Action::Log(_)))
+        .cloned()
+        .collect()
+}
+
+fn events(v: &[Action]) -> Vec<Event> {
+    v.iter()
+        .filter_map(|a| match a {
+            Action::Log(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn probe(dev: &str) -> Action {
+    Action::Probe { device: dev.into() }
+}
+
+fn removal(array: &str, dev: &str) -> Action {
+    Action::Remove {
+        array: array.into(),
+        device: dev.into(),
+    }
+}
+
+fn add_in_slot(array: &str, dev: &str, slot: u32) -> Action {
+    Action::Add {
+        array: array.into(),
+        device: dev.into(),
+        role: Some(slot),
+        dev_number: Some(slot),
+    }
+}
+
+/// Drive `m.bad` from healthy to faulty and past its first probe time.
+fn fail_and_wait(e: &mut Engine, m: Mirror, t0: Ms) -> Vec<Action> {
+    e.on_snapshot(&m.healthy(), &Env::default(), t0);
+    let a = e.on_snapshot(&m.faulty(), &Env::default(), t0 + 1);
+    assert_eq!(
+        events(&a),
+        vec![Event::LegFailed {
+            array: m.md.into(),
+            device: m.bad.into(),
+            flap: None,
+            probe_in: 2 * S,
+        }],
+        "no action before the first probe"
+    );
+    let deadline = e.next_deadline().expect("a probe is scheduled");
+    assert_eq!(deadline, t0 + 1 + 2 * S);
+    e.on_snapshot(&m.faulty(), &Env::default(), deadline)
+}
+
+mod candidates;
+mod lifecycle;
+mod membership;
+mod reconnect;
+mod stall;
+mod throttle;

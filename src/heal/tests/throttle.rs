@@ -1,0 +1,83 @@
+//! The throttle: budget, load, and putting limits back.
+
+use super::*;
+
+#[test]
+fn throttle_follows_budget_and_load_and_restores() {
+    let m = NBD;
+    let speed = |max: Option<u64>| Action::SetSpeed {
+        array: m.md.into(),
+        min: None,
+        max,
+    };
+    let mut e = Engine::new(cfg(|c| c.throttle.max_kbps = 50_000), 1);
+    e.on_snapshot(&m.healthy(), &Env::default(), 0);
+    let a = e.on_snapshot(&m.recovering(m.bad), &Env::default(), S);
+    assert_eq!(actions(&a), vec![speed(Some(50_000))]);
+    // unchanged: nothing written again
+    assert!(actions(&e.on_snapshot(&m.recovering(m.bad), &Env::default(), 2 * S)).is_empty());
+    // dom0's budget below the ceiling wins
+    let env = Env {
+        budget_kbps: Some(8_000),
+        io_pressure: None,
+    };
+    let a = e.on_snapshot(&m.recovering(m.bad), &env, 3 * S);
+    assert_eq!(actions(&a), vec![speed(Some(8_000))]);
+    // the guest's own I/O is busy: divided
+    let env = Env {
+        budget_kbps: Some(8_000),
+        io_pressure: Some(55.0),
+    };
+    let a = e.on_snapshot(&m.recovering(m.bad), &env, 4 * S);
+    assert_eq!(
+        a,
+        vec![
+            speed(Some(2_000)),
+            Action::Log(Event::Throttled {
+                array: m.md.into(),
+                max: Some(2_000),
+                busy: true
+            })
+        ]
+    );
+    // done: the previous (system) values come back
+    let a = e.on_snapshot(&m.healthy(), &env, 5 * S);
+    assert_eq!(actions(&a), vec![speed(None)]);
+    assert!(e.restore_all().is_empty());
+}
+
+#[test]
+fn restore_on_exit_and_no_throttle_by_default() {
+    let m = NBD;
+    let mut e = engine();
+    assert!(actions(&e.on_snapshot(&m.recovering(m.bad), &Env::default(), 0)).is_empty());
+    let mut e = Engine::new(cfg(|c| c.throttle.max_kbps = 10_000), 1);
+    e.on_snapshot(&m.recovering(m.bad), &Env::default(), 0);
+    assert_eq!(
+        e.restore_all(),
+        vec![Action::SetSpeed {
+            array: m.md.into(),
+            min: None,
+            max: None
+        }]
+    );
+}
+
+#[test]
+fn limits_left_by_a_killed_run_are_restored() {
+    let mut e = engine();
+    let mut saved = std::collections::BTreeMap::new();
+    saved.insert("md0".to_string(), (None, Some(90_000)));
+    e.preload_saved_speeds(saved);
+    // not recovering any more: the old values go back at once
+    let a = e.on_snapshot(&NBD.healthy(), &Env::default(), 0);
+    assert_eq!(
+        actions(&a),
+        vec![Action::SetSpeed {
+            array: "md0".into(),
+            min: None,
+            max: Some(90_000)
+        }]
+    );
+    assert!(e.saved_speeds().is_empty());
+}
