@@ -4,6 +4,7 @@
 //! never on words.
 
 use super::event::Event;
+use crate::md::superblock::Role;
 pub use nix::errno::Errno;
 use std::fmt;
 use std::process::ExitStatus;
@@ -13,19 +14,12 @@ pub type Ms = u64;
 
 pub(crate) const SEC: Ms = 1000;
 
-/// The role a superblock gives its device in the array.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SbRole {
-    Active(u32),
-    Spare,
-    Faulty,
-}
-
 /// What a leg's superblock says, as far as decisions need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SbFacts {
     pub uuid: String,
-    pub role: SbRole,
+    /// The role the superblock gives the device (the reader's own type).
+    pub role: Role,
     pub events: u64,
     /// The device's descriptor number in the array (`dev_number`).
     pub dev_number: u32,
@@ -75,13 +69,6 @@ pub enum Action {
     /// Report an event worth an admin's attention (logged as one line, at the
     /// event's [`Event::level`]).
     Log(Event),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Info,
-    Warn,
-    Error,
 }
 
 /// What became of an action the daemon carried out.

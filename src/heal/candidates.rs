@@ -1,13 +1,14 @@
 //! New-node candidates: a block device that appears (a vbd re-attached as xvdd)
 //! may be a returning leg; its superblock says which array, if any.
 
-use super::action::{log, Action, Ms, ProbeOutcome, SbRole, SEC};
+use super::action::{log, Action, Ms, ProbeOutcome, SEC};
 use super::engine::Engine;
 use super::event::Event;
 use super::leg::{Episode, Leg, LegState, Phase};
 use super::membership::verdict;
 use crate::md::identity::same_uuid;
 use crate::md::model::{Array, Snapshot};
+use crate::md::superblock::Role;
 
 impl Engine {
     /// A block device appeared or changed (uevent): it may be a returning leg.
@@ -77,7 +78,7 @@ impl Engine {
         };
         let mem = self.arrays.get(&a.name).cloned().unwrap_or_default();
         let role = match sb.role {
-            SbRole::Active(r) => Some(r),
+            Role::Active(r) => Some(r),
             _ => None,
         };
         if let Err(reason) = verdict(a, &mem, role, Some(sb)) {

@@ -3,9 +3,10 @@
 //! [`Event::level`] give the log line and its level (the VM tests and admins grep
 //! these words: change them only on purpose).
 
-use super::action::{Errno, Failure, Level, Ms, SEC};
+use super::action::{Errno, Failure, Ms, SEC};
 use super::leg::Attempt;
 use super::membership::Refusal;
+use crate::log::Severity;
 use crate::md::model::Health;
 use std::fmt;
 
@@ -168,7 +169,7 @@ pub enum Event {
 }
 
 impl Event {
-    pub fn level(&self) -> Level {
+    pub fn level(&self) -> Severity {
         use Event::*;
         match self {
             Flapping { .. }
@@ -177,13 +178,13 @@ impl Event {
             | AddFailed { .. }
             | CandidateRefused { .. }
             | ReconnectBlocked { .. }
-            | Stalled { .. } => Level::Error,
+            | Stalled { .. } => Severity::Error,
             LegFailed { .. }
             | RemoveRefused { .. }
             | FullRecovery { .. }
             | FailRefused { .. }
             | SpeedNotSet { .. }
-            | FailingForReconnect { .. } => Level::Warn,
+            | FailingForReconnect { .. } => Severity::Warning,
             BackInArray { .. }
             | RecoveryStarted { .. }
             | RecoveryFinished { .. }
@@ -197,7 +198,7 @@ impl Event {
             | MakingRoom { .. }
             | ReconnectFailed { .. }
             | WritesFlow { .. }
-            | Throttled { .. } => Level::Info,
+            | Throttled { .. } => Severity::Notice,
         }
     }
 }
@@ -419,7 +420,7 @@ mod tests {
     #[test]
     fn log_lines_keep_their_words() {
         let s = |a: &str| a.to_string();
-        let cases: Vec<(Event, &str, Level)> = vec![
+        let cases: Vec<(Event, &str, Severity)> = vec![
             (
                 Event::LegFailed {
                     array: s("md3"),
@@ -431,7 +432,7 @@ mod tests {
                     probe_in: 20 * SEC,
                 },
                 "md3: leg xvdc failed again 5s after its re-add (flap 2); probing it in 20s",
-                Level::Warn,
+                Severity::Warning,
             ),
             (
                 Event::Proven {
@@ -440,7 +441,7 @@ mod tests {
                     jitter: 1500,
                 },
                 "md3: leg xvdc answers again and its superblock proves it belongs here; re-adding in 1.5s (start jitter)",
-                Level::Info,
+                Severity::Notice,
             ),
             (
                 Event::StillUnusable {
@@ -450,7 +451,7 @@ mod tests {
                     next_in: 4 * SEC,
                 },
                 "md3: leg xvdc still unusable (EIO); next probe in 4s",
-                Level::Info,
+                Severity::Notice,
             ),
             (
                 Event::ReAdded {
@@ -459,7 +460,7 @@ mod tests {
                     attempt: Attempt::ReAdd,
                 },
                 "md3: re-added xvdc (the bitmap limits the resync to what changed)",
-                Level::Info,
+                Severity::Notice,
             ),
             (
                 Event::ReAddRefused {
@@ -468,7 +469,7 @@ mod tests {
                     failure: Failure::Errno(Errno::EBUSY),
                 },
                 "md3: re-add of xvdc refused (EBUSY); removing it to add it back",
-                Level::Info,
+                Severity::Notice,
             ),
             (
                 Event::NewDevice {
@@ -477,7 +478,7 @@ mod tests {
                     role: Some(1),
                 },
                 "md3: new device xvdd carries this array's superblock (role 1): adding it",
-                Level::Info,
+                Severity::Notice,
             ),
             (
                 Event::Throttled {
@@ -486,7 +487,7 @@ mod tests {
                     busy: true,
                 },
                 "md3: resync throttled to 2000 KiB/s (guest I/O busy)",
-                Level::Info,
+                Severity::Notice,
             ),
             (
                 Event::Stalled {
@@ -494,7 +495,7 @@ mod tests {
                     after: 61 * SEC,
                 },
                 "md3: writes stalled for 61s (a leg's storage hangs without a transport timeout?)",
-                Level::Error,
+                Severity::Error,
             ),
             (
                 Event::Refused {
@@ -503,7 +504,7 @@ mod tests {
                     reason: Refusal::NoSuperblock,
                 },
                 "md3: leg xvdc answers but will not be re-added: it carries no md superblock",
-                Level::Error,
+                Severity::Error,
             ),
         ];
         for (e, text, level) in cases {

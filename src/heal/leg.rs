@@ -32,7 +32,8 @@
 //! leg keeps its state (the call is ignored), so a bug cannot turn a leg the
 //! wrong way.
 
-use super::action::{Action, Ms, SbFacts, SbRole};
+use super::action::{Action, Ms, SbFacts};
+use crate::md::superblock::Role;
 use std::fmt;
 
 /// Where a leg is in its life: the word dom0 sees.
@@ -551,7 +552,7 @@ impl Leg {
         }
         // the verdict accepts only an active role, so the slot is always known
         let role = match sb.role {
-            SbRole::Active(r) => Some(r),
+            Role::Active(r) => Some(r),
             _ => self.role,
         };
         Some(match role {

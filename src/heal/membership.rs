@@ -1,9 +1,10 @@
 //! The membership verdict: does a superblock prove a device belongs in this array?
 
-use super::action::{SbFacts, SbRole};
+use super::action::SbFacts;
 use super::engine::ArrayMem;
 use crate::md::identity::same_uuid;
 use crate::md::model::Array;
+use crate::md::superblock::Role;
 use std::fmt;
 
 /// Why a superblock does not prove membership. Display gives the words for the log.
@@ -92,9 +93,10 @@ pub fn verdict(
         });
     }
     let role = match sb.role {
-        SbRole::Active(r) => r,
-        SbRole::Spare => return Err(Refusal::Spare),
-        SbRole::Faulty => return Err(Refusal::Faulty),
+        Role::Active(r) => r,
+        Role::Faulty => return Err(Refusal::Faulty),
+        // a spare, a journal or a reserved role: not a mirror leg
+        Role::Spare | Role::Journal | Role::Unknown(_) => return Err(Refusal::Spare),
     };
     if let Some(held) = leg_role {
         if held != role {

@@ -37,7 +37,7 @@ pub mod reconnect;
 pub mod stall;
 pub mod throttle;
 
-pub use action::{Action, Errno, Failure, Level, Ms, Outcome, ProbeOutcome, SbFacts, SbRole};
+pub use action::{Action, Errno, Failure, Ms, Outcome, ProbeOutcome, SbFacts};
 pub use engine::{ArrayMem, Engine, Env};
 pub use event::{Event, Flap};
 pub use leg::{Attempt, Episode, Leg, LegState, NextProbe, Phase};

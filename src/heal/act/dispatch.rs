@@ -6,7 +6,7 @@
 use super::kernel;
 use super::workers::{self, Done};
 use crate::clock::Clock;
-use crate::heal::{Action, Engine, Level, Ms, ProbeOutcome};
+use crate::heal::{Action, Engine, Ms, ProbeOutcome};
 use crate::log;
 use crate::md::model::Snapshot;
 use crate::root::Root;
@@ -61,12 +61,7 @@ impl Dispatcher {
             let now = clock.now();
             let result = match &a {
                 Action::Log(event) => {
-                    let message = event.to_string();
-                    match event.level() {
-                        Level::Info => log::notice(&message),
-                        Level::Warn => log::warn(&message),
-                        Level::Error => log::error(&message),
-                    }
+                    log::log(event.level(), &event.to_string());
                     continue;
                 }
                 Action::Probe { device } => {

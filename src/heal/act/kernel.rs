@@ -2,7 +2,7 @@
 //! ADD_NEW_DISK ioctl, an O_DIRECT superblock read), thin on purpose and proven in
 //! the VM harness (tests/vm_*).
 
-use crate::heal::{Errno, Failure, Outcome, ProbeOutcome, SbFacts, SbRole};
+use crate::heal::{Errno, Failure, Outcome, ProbeOutcome, SbFacts};
 use crate::md::superblock::{self, Role, SbError};
 use crate::root::Root;
 use std::fs::{self, OpenOptions};
@@ -131,9 +131,9 @@ pub fn sb_facts(sb: &superblock::Superblock) -> SbFacts {
     SbFacts {
         uuid: sb.uuid.sysfs(),
         role: match sb.role {
-            Role::Active(n) => SbRole::Active(n),
-            Role::Faulty => SbRole::Faulty,
-            _ => SbRole::Spare,
+            Role::Active(n) => Role::Active(n),
+            Role::Faulty => Role::Faulty,
+            _ => Role::Spare,
         },
         events: sb.events,
         dev_number: sb.dev_number,

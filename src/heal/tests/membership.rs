@@ -9,7 +9,7 @@ fn no_superblock_wrong_role_stale_copy_or_newer_events_refused() {
         events: Some(100),
         ..Default::default()
     };
-    let f = |uuid: &str, role: SbRole, events: u64| SbFacts {
+    let f = |uuid: &str, role: Role, events: u64| SbFacts {
         uuid: uuid.into(),
         role,
         events,
@@ -21,32 +21,32 @@ fn no_superblock_wrong_role_stale_copy_or_newer_events_refused() {
         Err(Refusal::NoSuperblock)
     );
     assert_eq!(
-        v(Some(1), &f(UUID, SbRole::Active(0), 90)),
+        v(Some(1), &f(UUID, Role::Active(0), 90)),
         Err(Refusal::WrongSlot { role: 0, held: 1 })
     );
     assert_eq!(
-        v(None, &f(UUID, SbRole::Active(0), 90)),
+        v(None, &f(UUID, Role::Active(0), 90)),
         Err(Refusal::SlotTaken { role: 0 })
     );
     assert_eq!(
-        v(None, &f(UUID, SbRole::Active(5), 90)),
+        v(None, &f(UUID, Role::Active(5), 90)),
         Err(Refusal::BeyondSlots { role: 5, slots: 2 })
     );
-    assert_eq!(v(None, &f(UUID, SbRole::Spare, 90)), Err(Refusal::Spare));
-    assert_eq!(v(None, &f(UUID, SbRole::Faulty, 90)), Err(Refusal::Faulty));
+    assert_eq!(v(None, &f(UUID, Role::Spare, 90)), Err(Refusal::Spare));
+    assert_eq!(v(None, &f(UUID, Role::Faulty, 90)), Err(Refusal::Faulty));
     assert_eq!(
-        v(Some(1), &f(UUID, SbRole::Active(1), 101)),
+        v(Some(1), &f(UUID, Role::Active(1), 101)),
         Err(Refusal::NewerEvents {
             events: 101,
             array: 100
         })
     );
-    assert_eq!(v(Some(1), &f(UUID, SbRole::Active(1), 99)), Ok(()));
+    assert_eq!(v(Some(1), &f(UUID, Role::Active(1), 99)), Ok(()));
     // mdadm's colon form of the same UUID is the same array
     assert_eq!(
         v(
             Some(1),
-            &f("0fbf5f2c:add243c2:bd78a4be:3ab709ef", SbRole::Active(1), 99)
+            &f("0fbf5f2c:add243c2:bd78a4be:3ab709ef", Role::Active(1), 99)
         ),
         Ok(())
     );
@@ -58,7 +58,7 @@ fn no_superblock_wrong_role_stale_copy_or_newer_events_refused() {
             &anon,
             &ArrayMem::default(),
             Some(1),
-            Some(&f(UUID, SbRole::Active(1), 1))
+            Some(&f(UUID, Role::Active(1), 1))
         ),
         Err(Refusal::UuidUnknown)
     );

@@ -5,6 +5,7 @@
 use super::*;
 use crate::config::Config;
 use crate::md::model::{Array, Health, Member, Snapshot, SpeedLimit, Sync, SyncAction, SyncState};
+use crate::md::superblock::Role;
 use std::os::unix::process::ExitStatusExt;
 
 const UUID: &str = "0fbf5f2c-add2-43c2-bd78-a4be3ab709ef";
@@ -177,7 +178,7 @@ fn sb(uuid: &str, role: u32, events: u64) -> ProbeOutcome {
     ProbeOutcome::Readable {
         sb: Some(SbFacts {
             uuid: uuid.into(),
-            role: SbRole::Active(role),
+            role: Role::Active(role),
             events,
             dev_number: role,
         }),
