@@ -217,10 +217,8 @@ fn v090_block(s: &Spec, this_number: u32, this_raid_disk: u32, this_state: u32) 
     for d in 0..27u32 {
         let (rd, st) = if d == this_number {
             (this_raid_disk, this_state)
-        } else if d < s.raid_disks {
-            (d, 0b110)
         } else {
-            (0, 0)
+            v090_disk(s, d)
         };
         f.u32(d).u32(0).u32(0).u32(rd).u32(st).u32s(27);
     }
@@ -244,6 +242,16 @@ fn v090_block(s: &Spec, this_number: u32, this_raid_disk: u32, this_state: u32) 
 
 const MIB: u64 = 1 << 20;
 
+/// A 0.90 descriptor's `(raid_disk, state)` for the 1.x role value `s.roles[d]`:
+/// MD_DISK_FAULTY is bit 0, MD_DISK_ACTIVE bit 1, MD_DISK_SYNC bit 2 (md_p.h).
+fn v090_disk(s: &Spec, d: u32) -> (u32, u32) {
+    match s.roles.get(d as usize) {
+        Some(&0xfffe) => (d, 1),           // faulty
+        Some(&0xffff) | None => (2, 0),    // spare, removed or unused
+        Some(&r) => (u32::from(r), 0b110), // active + sync
+    }
+}
+
 /// A device image of `dev_size` bytes with `version`'s superblock in place.
 /// Locations are computed here from the md.c comments, not from the parser.
 fn image(version: Version, s: &Spec, dev_size: u64) -> (Vec<u8>, u64) {
@@ -258,11 +266,7 @@ fn image(version: Version, s: &Spec, dev_size: u64) -> (Vec<u8>, u64) {
         }
         Version::V0_90 => {
             let sb = dev_size / 65536 * 65536 - 65536;
-            let (raid_disk, state) = match s.roles.get(s.dev_number as usize) {
-                Some(&0xfffe) => (s.dev_number, 1), // faulty
-                Some(&0xffff) | None => (2, 0),     // spare
-                Some(&r) => (u32::from(r), 0b110),  // active + sync
-            };
+            let (raid_disk, state) = v090_disk(s, s.dev_number);
             (sb, v090_block(s, s.dev_number, raid_disk, state))
         }
     };
@@ -354,6 +358,27 @@ fn roles_active_spare_faulty_for_every_version() {
             assert_eq!(sb.role, want, "{v} raw {raw:#x}");
             assert_eq!(sb.dev_number, 2);
         }
+    }
+}
+
+/// How the device saw every other member when it last wrote: the table a
+/// returning leg is judged by (a survivor it records as faulty means split brain).
+#[test]
+fn roles_table_records_every_descriptor_for_every_version() {
+    for v in ALL {
+        let mut s = spec();
+        s.dev_number = 1;
+        s.roles = vec![0xfffe, 1, 0xffff, 0];
+        let (img, _) = image(v, &s, 2 * MIB);
+        let sb = probe_bytes(&img).unwrap_or_else(|e| panic!("{v}: {e}"));
+        assert_eq!(
+            sb.roles[..4],
+            [Role::Faulty, Role::Active(1), Role::Spare, Role::Active(0)],
+            "{v}"
+        );
+        let entries = if v == Version::V0_90 { 27 } else { 4 };
+        assert_eq!(sb.roles.len(), entries, "{v}");
+        assert!(sb.roles[4..].iter().all(|r| *r == Role::Spare), "{v}");
     }
 }
 

@@ -153,6 +153,12 @@ pub struct Superblock {
     pub role: Role,
     /// Permanent descriptor number of this device (not its slot).
     pub dev_number: u32,
+    /// Every descriptor's role as this superblock last recorded it, indexed by
+    /// descriptor number (1.x: `dev_roles[0..max_dev]`; 0.90: `disks[0..27]`, a
+    /// removed or unused entry reading as a spare). How this device saw the rest
+    /// of the array when it last wrote: a member it records as faulty or gone
+    /// had failed in its history.
+    pub roles: Vec<Role>,
     /// Event count: higher is fresher.
     pub events: u64,
     /// Sectors from the superblock to the write-intent bitmap, when there is one
@@ -401,6 +407,11 @@ fn parse_v1(buf: &[u8], version: Version, offset: u64) -> Result<Superblock, SbE
         Role::Spare
     };
 
+    // max_dev is bounded by the length check of `sb` above
+    let roles = (0..max_dev as usize)
+        .map(|i| role_from_v1(le16(sb, v1::DEV_ROLES + 2 * i).unwrap_or(0xffff)))
+        .collect();
+
     let feature_map = r32(v1::FEATURE_MAP);
     let bitmap_offset = if feature_map & FEATURE_BITMAP_OFFSET != 0 {
         Some(r32(v1::BITMAP_OFFSET) as i32)
@@ -438,6 +449,7 @@ fn parse_v1(buf: &[u8], version: Version, offset: u64) -> Result<Superblock, SbE
         size: r64(v1::SIZE),
         role,
         dev_number,
+        roles,
         events: r64(v1::EVENTS),
         bitmap_offset,
         data_offset: r64(v1::DATA_OFFSET),
@@ -481,6 +493,8 @@ mod v0 {
     pub const RECOVERY_CP: usize = 43;
     pub const LAYOUT: usize = 64;
     pub const CHUNK_SIZE: usize = 65;
+    /// `disks[27]`, 32 words each: number, major, minor, raid_disk, state.
+    pub const DISKS: usize = 128;
     /// `this_disk` descriptor: number, major, minor, raid_disk, state.
     pub const THIS_DISK: usize = 992;
 }
@@ -489,6 +503,17 @@ const MD_DISK_FAULTY: u32 = 1 << 0;
 const MD_DISK_SYNC: u32 = 1 << 2;
 const MD_SB_CLEAN: u32 = 1 << 0;
 const MD_SB_BITMAP_PRESENT: u32 = 1 << 8;
+
+/// A 0.90 descriptor's role from its `raid_disk` and `state` words.
+fn role_from_v090(raid_disk: u32, state: u32) -> Role {
+    if state & MD_DISK_FAULTY != 0 {
+        Role::Faulty
+    } else if state & MD_DISK_SYNC != 0 {
+        Role::Active(raid_disk)
+    } else {
+        Role::Spare
+    }
+}
 
 fn parse_v090(buf: &[u8], offset: u64) -> Result<Superblock, SbError> {
     let version = Version::V0_90;
@@ -527,13 +552,13 @@ fn parse_v090(buf: &[u8], offset: u64) -> Result<Superblock, SbError> {
     let number = w(v0::THIS_DISK);
     let raid_disk = w(v0::THIS_DISK + 3);
     let disk_state = w(v0::THIS_DISK + 4);
-    let role = if disk_state & MD_DISK_FAULTY != 0 {
-        Role::Faulty
-    } else if disk_state & MD_DISK_SYNC != 0 {
-        Role::Active(raid_disk)
-    } else {
-        Role::Spare
-    };
+    let role = role_from_v090(raid_disk, disk_state);
+    let roles = (0..27)
+        .map(|i| {
+            let d = v0::DISKS + 32 * i;
+            role_from_v090(w(d + 3), w(d + 4))
+        })
+        .collect();
 
     let state = w(v0::STATE);
     let events = (u64::from(w(v0::EVENTS_HI)) << 32) | u64::from(w(v0::EVENTS_LO));
@@ -558,6 +583,7 @@ fn parse_v090(buf: &[u8], offset: u64) -> Result<Superblock, SbError> {
         size: size_sectors,
         role,
         dev_number: number,
+        roles,
         events,
         // The kernel puts a 0.90 bitmap 4 KiB after the superblock.
         bitmap_offset: (state & MD_SB_BITMAP_PRESENT != 0).then_some(8),
