@@ -36,6 +36,8 @@ struct Md {
     array_state: &'static str,
     /// `recover` with 10% done, or none.
     recovering: bool,
+    /// An internal write-intent bitmap (mdadm's default).
+    bitmap: bool,
     legs: Vec<Leg>,
 }
 
@@ -128,6 +130,9 @@ impl Guest {
         if md.recovering {
             mdstat.push_str("      [==>..................]  recovery = 10.0% (6547/65472) finish=1.0min speed=1000K/sec\n");
         }
+        if md.bitmap {
+            mdstat.push_str("      bitmap: 1/1 pages [4KB], 65536KB chunk\n");
+        }
         mdstat.push_str("\nunused devices: <none>\n");
         self.write("proc/mdstat", &mdstat);
         let sys = format!("sys/block/{}/md", md.name);
@@ -154,6 +159,10 @@ impl Guest {
                 if md.recovering { "1000" } else { "none" }.to_string(),
             ),
             ("metadata_version", "1.2".to_string()),
+            (
+                "bitmap/location",
+                if md.bitmap { "+8" } else { "none" }.to_string(),
+            ),
             ("uuid", md.uuid.clone()),
         ];
         for (k, v) in attrs {
@@ -274,6 +283,46 @@ fn returning_leg_sb() -> (Vec<u8>, String) {
     (block, sb.uuid.sysfs())
 }
 
+/// The fixture's 1.2 superblock rewritten as another device of the same array:
+/// descriptor `dev_number` in slot `role`, at `events`, recording `roles` for the
+/// two descriptors (raw `dev_roles[]` values: 0xfffe faulty). Offsets are those of
+/// `struct mdp_superblock_1` in md_p.h; the result is checked by parsing it.
+fn v1_variant(dev_number: u32, events: u64, roles: [u16; 2]) -> Vec<u8> {
+    let mut b =
+        fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/superblock/v1.2.sb"))
+            .unwrap();
+    b[160..164].copy_from_slice(&dev_number.to_le_bytes()); // dev_number
+    b[200..208].copy_from_slice(&events.to_le_bytes()); // events
+    for (i, r) in roles.iter().enumerate() {
+        b[256 + 2 * i..258 + 2 * i].copy_from_slice(&r.to_le_bytes()); // dev_roles[i]
+    }
+    let max_dev = u32::from_le_bytes(b[220..224].try_into().unwrap()) as usize;
+    assert_eq!(max_dev, 2, "the fixture is a two-leg mirror");
+    // sb_csum: le32 words of the first 256 + 2 * max_dev bytes, the checksum
+    // itself as zero, folded to 32 bits
+    b[216..220].copy_from_slice(&[0; 4]);
+    let len = 256 + 2 * max_dev;
+    let mut sum: u64 = b[..len]
+        .chunks_exact(4)
+        .map(|w| u64::from(u32::from_le_bytes(w.try_into().unwrap())))
+        .sum();
+    if len % 4 == 2 {
+        sum += u64::from(u16::from_le_bytes([b[len - 2], b[len - 1]]));
+    }
+    let csum = ((sum & 0xffff_ffff) + (sum >> 32)) as u32;
+    b[216..220].copy_from_slice(&csum.to_le_bytes());
+    let sb = mdguard::md::superblock::parse_at(&b, mdguard::md::superblock::Version::V1_2, 4 << 20)
+        .expect("a valid variant");
+    assert_eq!((sb.dev_number, sb.events), (dev_number, events));
+    b
+}
+
+/// The superblock of nbd0, the leg the array ran on: descriptor 0 in slot 0, a
+/// few events past the returning leg's, recording nbd1 as faulty.
+fn survivor_sb() -> Vec<u8> {
+    v1_variant(0, 0x1_0000_0030, [0, 0xfffe])
+}
+
 const QUICK: &str = "[probe]\ninitial_interval_s = 1\n[throttle]\njitter_s = 0\n";
 
 fn degraded(uuid: &str) -> Md {
@@ -282,6 +331,7 @@ fn degraded(uuid: &str) -> Md {
         uuid: uuid.into(),
         array_state: "active",
         recovering: false,
+        bitmap: true,
         legs: vec![leg("nbd0", Some(0), "in_sync"), leg("nbd1", None, "faulty")],
     }
 }
@@ -291,7 +341,7 @@ fn failed_leg_is_probed_and_readded_when_its_superblock_proves_it() {
     let (sb, uuid) = returning_leg_sb();
     let mut g = Guest::new(QUICK);
     g.set_md(&degraded(&uuid));
-    g.set_dev("nbd0", None);
+    g.set_dev("nbd0", Some(&survivor_sb()));
     g.set_dev("nbd1", Some(&sb));
     g.start();
     // md's state -> the failure is seen; the timer -> the probe; the probe's
@@ -309,13 +359,45 @@ fn failed_leg_is_probed_and_readded_when_its_superblock_proves_it() {
     assert!(!g.log().contains("will not be re-added"), "{}", g.log());
 }
 
+/// Split brain through the whole daemon: nbd1 comes back with a superblock that
+/// records nbd0, the leg the array runs on, as faulty (nbd1 ran on alone at some
+/// point). The daemon reads the survivor's superblock (the witness) right before
+/// the add and refuses; nbd1 is never touched. The same leg with a history that
+/// fits is re-added (the control).
+#[test]
+fn a_leg_from_another_history_is_refused_by_the_running_daemon() {
+    let (_, uuid) = returning_leg_sb();
+    for (nbd1_roles, split) in [([0xfffe, 1], true), ([0, 1], false)] {
+        let mut g = Guest::new(QUICK);
+        let mut md = degraded(&uuid);
+        md.legs[0] = leg("nbd0", Some(0), "in_sync");
+        g.set_md(&md);
+        // the survivor, descriptor 0, has seen more events than the leg
+        g.set_dev("nbd0", Some(&v1_variant(0, 120, [0, 0xfffe])));
+        g.set_dev("nbd1", Some(&v1_variant(1, 100, nbd1_roles)));
+        g.start();
+        g.wait_log("md0: leg nbd1 answers again and its superblock proves it belongs here");
+        if split {
+            g.wait_log("md0: leg nbd1 answers but will not be re-added: its superblock records nbd0 (descriptor 0), a leg the array runs on, as faulty: it ran on without that leg (split brain?)");
+            g.poke();
+            std::thread::sleep(Duration::from_millis(1500));
+            assert_eq!(g.read("sys/block/md0/md/dev-nbd1/state"), "faulty");
+            assert!(!g.log().contains("md0: re-added"), "{}", g.log());
+        } else {
+            g.wait_log("md0: re-added nbd1");
+            assert_eq!(g.read("sys/block/md0/md/dev-nbd1/state"), "re-add");
+        }
+        g.stop();
+    }
+}
+
 #[test]
 fn leg_of_another_array_is_refused_and_left_alone() {
     let (sb, _) = returning_leg_sb();
     let mut g = Guest::new(QUICK);
     // the array's UUID is not the one in the returning leg's superblock
     g.set_md(&degraded("01234567-89ab-cdef-0123-456789abcdef"));
-    g.set_dev("nbd0", None);
+    g.set_dev("nbd0", Some(&survivor_sb()));
     g.set_dev("nbd1", Some(&sb));
     g.start();
     g.wait_log(
@@ -337,7 +419,7 @@ fn dom0_probe_hint_probes_a_leg_before_its_timer() {
         "[probe]\ninitial_interval_s = 3600\nmax_interval_s = 3600\n[throttle]\njitter_s = 0\n",
     );
     g.set_md(&degraded(&uuid));
-    g.set_dev("nbd0", None);
+    g.set_dev("nbd0", Some(&survivor_sb()));
     g.set_dev("nbd1", Some(&sb));
     g.start();
     g.wait_log("md0: leg nbd1 failed; probing it in 3600s");
@@ -356,6 +438,7 @@ fn recovering(uuid: &str) -> Md {
         uuid: uuid.into(),
         array_state: "active",
         recovering: true,
+        bitmap: true,
         legs: vec![
             leg("nbd0", Some(0), "in_sync"),
             leg("nbd1", Some(1), "spare"),

@@ -23,6 +23,11 @@ pub struct SbFacts {
     pub events: u64,
     /// The device's descriptor number in the array (`dev_number`).
     pub dev_number: u32,
+    /// Last superblock update, unix seconds.
+    pub utime: u64,
+    /// Every descriptor's role as this superblock recorded it (its view of the
+    /// rest of the array when it last wrote).
+    pub roles: Vec<Role>,
 }
 
 /// Outcome of reading a device's superblock area with O_DIRECT.
@@ -41,6 +46,14 @@ pub enum ProbeOutcome {
 pub enum Action {
     /// Read the device's superblock area (O_DIRECT, with a timeout, off the loop).
     Probe { device: String },
+    /// Right before an add: read the leg's superblock again, and the superblock of
+    /// `witness`, an in-sync member of `array`, whose events and view of the array
+    /// the returning leg's history must fit.
+    Confirm {
+        array: String,
+        device: String,
+        witness: String,
+    },
     /// `echo re-add > md/dev-X/state` on a faulty member still bound.
     ReAdd { array: String, device: String },
     /// `echo remove > md/dev-X/state`.

@@ -133,8 +133,7 @@ impl Engine {
         let key = (a.name.clone(), device.to_string());
         self.legs.insert(key.clone(), leg);
         if jitter == 0 {
-            let leg = self.legs.get_mut(&key).expect("just inserted");
-            out.extend(leg.start_add());
+            self.begin_confirm(a, &key, out);
         }
     }
 }

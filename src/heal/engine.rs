@@ -1,7 +1,7 @@
 //! The engine: the state it keeps, its inputs besides md (dom0's budget, I/O
 //! pressure), and the main step. Each rule lives in its own file beside this one.
 
-use super::action::{Action, Ms, SbFacts, SEC};
+use super::action::{Action, Ms, SEC};
 use super::leg::Leg;
 use crate::config::Config;
 use crate::md::model::{Array, Snapshot};
@@ -11,8 +11,6 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ArrayMem {
     pub uuid: Option<String>,
-    /// Highest event count seen on an in-sync member's superblock.
-    pub events: Option<u64>,
     /// sync_speed_min/max as they were before mdguard changed them
     /// (`None` inside = `system`).
     pub saved_speed: Option<(Option<u64>, Option<u64>)>,
@@ -124,14 +122,5 @@ impl Engine {
                     .map(|t| t + self.config.heal.stall_timeout_s * SEC)
             }))
             .min()
-    }
-
-    /// Record facts learnt from an in-sync member's superblock.
-    pub fn note_array_sb(&mut self, array: &str, sb: &SbFacts) {
-        let mem = self.arrays.entry(array.to_string()).or_default();
-        if mem.uuid.is_none() {
-            mem.uuid = Some(sb.uuid.clone());
-        }
-        mem.events = Some(mem.events.map_or(sb.events, |e| e.max(sb.events)));
     }
 }

@@ -160,6 +160,37 @@ pub enum Event {
     WritesFlow {
         array: String,
     },
+    /// The leg's superblock moved between the probe that proved it and the read
+    /// right before its add: it is probed again.
+    HistoryMoved {
+        array: String,
+        device: String,
+    },
+    /// The witness member could not be read, so the leg's history could not be
+    /// checked: tried again after `next_in`.
+    WitnessUnreadable {
+        array: String,
+        device: String,
+        witness: String,
+        next_in: Ms,
+    },
+    /// No write-intent bitmap: the leg goes in as a spare for a full recovery.
+    FullCopyNeeded {
+        array: String,
+        device: String,
+    },
+    /// No write-intent bitmap and full recovery is off: left for an admin.
+    FullCopyOff {
+        array: String,
+        device: String,
+    },
+    /// md refused the leg in its slot with EINVAL: its superblock is older than
+    /// the bitmap can bring up to date; another history, left for an admin.
+    NotSameHistory {
+        array: String,
+        device: String,
+        failure: Failure,
+    },
     /// Resync speed capped at `max` (`None`: the system's) KiB/s.
     Throttled {
         array: String,
@@ -178,12 +209,17 @@ impl Event {
             | AddFailed { .. }
             | CandidateRefused { .. }
             | ReconnectBlocked { .. }
+            | FullCopyOff { .. }
+            | NotSameHistory { .. }
             | Stalled { .. } => Severity::Error,
             LegFailed { .. }
             | RemoveRefused { .. }
             | FullRecovery { .. }
             | FailRefused { .. }
             | SpeedNotSet { .. }
+            | HistoryMoved { .. }
+            | WitnessUnreadable { .. }
+            | FullCopyNeeded { .. }
             | FailingForReconnect { .. } => Severity::Warning,
             BackInArray { .. }
             | RecoveryStarted { .. }
@@ -396,6 +432,36 @@ impl fmt::Display for Event {
                 after / SEC
             ),
             WritesFlow { array } => write!(f, "{array}: writes flow again"),
+            HistoryMoved { array, device } => write!(
+                f,
+                "{array}: {device}'s superblock changed between its probe and its add; probing it again"
+            ),
+            WitnessUnreadable {
+                array,
+                device,
+                witness,
+                next_in,
+            } => write!(
+                f,
+                "{array}: cannot read {witness}'s superblock to check {device}'s history against; trying again in {}s",
+                next_in / SEC
+            ),
+            FullCopyNeeded { array, device } => write!(
+                f,
+                "{array}: {device} is added for a full recovery: the array has no write-intent bitmap, so a re-add would copy nothing and leave it without the writes made while it was away"
+            ),
+            FullCopyOff { array, device } => write!(
+                f,
+                "{array}: {device} belongs here, but the array has no write-intent bitmap and full recovery is off in the config: left degraded for an admin"
+            ),
+            NotSameHistory {
+                array,
+                device,
+                failure,
+            } => write!(
+                f,
+                "{array}: the kernel refused {device} in its slot ({failure}): its superblock is older than the bitmap can bring up to date (another history?); not added, left for an admin"
+            ),
             Throttled { array, max, busy } => {
                 write!(f, "{array}: resync throttled to ")?;
                 match max {

@@ -10,10 +10,15 @@
 //! [healthy] --fail--> [failed]: probe due at a time, or a probe under way
 //!   |  |                |  start_probe (due -> under way); back_off (under way -> due,
 //!   |  |                |  interval doubled); postpone (due -> due, a sibling holds the disk)
-//!   |  |                +--prove--> [waiting] --start_add--> [adding] --added--> [healthy]
+//!   |  |                +--prove--> [waiting] --start_confirm--> [confirming] --start_add--> [adding] --added--> [healthy]
 //!   |  |                +--refuse--> [refused] --probe_soon--> [failed]
 //!   |  |                +--start_remove--> [removing] --removed / remove_refused--> [failed]
 //!   |  |                +--start_reconnect--> [reconnecting] --reconnected / back_off--> [failed]
+//!   |  |                                     [waiting] --refuse (no in-sync witness)--> [refused]
+//!   |  |                                     [confirming] --refuse (history does not fit)--> [refused]
+//!   |  |                                     [confirming] --recheck / back_off--> [failed]
+//!   |  |                                     [confirming] --start_remove (no bitmap, still bound)--> [removing]
+//!   |  |                                     [confirming] --hold_for_admin--> [needs-admin]
 //!   |  |                                     [adding] --readd_refused--> [removing]
 //!   |  |                                     [adding] --add_as_spare--> [adding]
 //!   |  |                                     [adding] --give_up--> [needs-admin]
@@ -49,6 +54,9 @@ pub enum Phase {
     Reconnecting,
     /// A probe proved the leg; adding after the start delay.
     Waiting,
+    /// Read again right before its add, with an in-sync member as witness: its
+    /// superblock must not have moved and its history must fit the array's.
+    Confirming,
     /// A re-add/add is under way.
     Adding,
     /// Fails again soon after each re-add: no more re-adds until told.
@@ -63,12 +71,13 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in the order of the diagram's documentation.
-    pub const ALL: [Phase; 10] = [
+    pub const ALL: [Phase; 11] = [
         Phase::Healthy,
         Phase::Failed,
         Phase::Removing,
         Phase::Reconnecting,
         Phase::Waiting,
+        Phase::Confirming,
         Phase::Adding,
         Phase::Flapping,
         Phase::Refused,
@@ -83,6 +92,7 @@ impl Phase {
             Phase::Removing => "removing",
             Phase::Reconnecting => "reconnecting",
             Phase::Waiting => "waiting",
+            Phase::Confirming => "confirming",
             Phase::Adding => "adding",
             Phase::Flapping => "flapping",
             Phase::Refused => "refused",
@@ -125,6 +135,17 @@ impl Episode {
             readd_refused: false,
         }
     }
+}
+
+/// What the array offers a returning leg, as the attempt depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddPolicy {
+    /// The array has a write-intent bitmap: a re-add copies only what changed.
+    /// Without one a re-add copies nothing (md takes the leg as in sync), so the
+    /// only safe add is a full recovery.
+    pub bitmap: bool,
+    /// `heal.full_recovery`: a full recovery may be started without an admin.
+    pub full_recovery: bool,
 }
 
 /// How an add is attempted, in the order they are tried.
@@ -194,6 +215,11 @@ pub enum LegState {
         sb: SbFacts,
         episode: Episode,
     },
+    Confirming {
+        /// The superblock that proved the leg; the fresh read must equal it.
+        sb: SbFacts,
+        episode: Episode,
+    },
     Adding {
         attempt: Attempt,
         episode: Episode,
@@ -214,6 +240,7 @@ impl LegState {
             LegState::Removing { .. } => Phase::Removing,
             LegState::Reconnecting { .. } => Phase::Reconnecting,
             LegState::Waiting { .. } => Phase::Waiting,
+            LegState::Confirming { .. } => Phase::Confirming,
             LegState::Adding { .. } => Phase::Adding,
             LegState::Flapping => Phase::Flapping,
             LegState::Refused => Phase::Refused,
@@ -240,6 +267,7 @@ impl LegState {
             | LegState::Removing { episode }
             | LegState::Reconnecting { episode }
             | LegState::Waiting { episode, .. }
+            | LegState::Confirming { episode, .. }
             | LegState::Adding { episode, .. } => Some(*episode),
             _ => None,
         }
@@ -415,8 +443,9 @@ impl Leg {
         );
     }
 
-    /// failed (probe under way) | reconnecting -> failed: the probe or the
-    /// reconnect failed; the interval doubles up to `max`.
+    /// failed (probe under way) | reconnecting | confirming -> failed: the probe,
+    /// the reconnect or the read before the add failed; the interval doubles up
+    /// to `max`.
     pub fn back_off(&mut self, now: Ms, max: Ms) {
         let mut episode = self.episode_or_new(0);
         episode.interval = (episode.interval * 2).min(max);
@@ -429,6 +458,7 @@ impl Leg {
                         probe: NextProbe::UnderWay,
                         ..
                     } | LegState::Reconnecting { .. }
+                        | LegState::Confirming { .. }
                 )
             },
             LegState::Failed {
@@ -523,7 +553,9 @@ impl Leg {
         );
     }
 
-    /// failed (probe under way) -> refused: its superblock does not prove it.
+    /// failed (probe under way) | waiting | confirming -> refused: its superblock
+    /// does not prove it, there is no in-sync leg to check its history against,
+    /// or its history does not fit the array's.
     pub fn refuse(&mut self) {
         self.step(
             "refuse",
@@ -533,20 +565,70 @@ impl Leg {
                     LegState::Failed {
                         probe: NextProbe::UnderWay,
                         ..
-                    }
+                    } | LegState::Waiting { .. }
+                        | LegState::Confirming { .. }
                 )
             },
             LegState::Refused,
         );
     }
 
-    /// How the add is attempted: a sysfs re-add while md still lists the member
-    /// and has not refused one; else ADD_NEW_DISK into the slot the proving
-    /// superblock names.
-    pub fn next_attempt(&self) -> Option<Attempt> {
+    /// waiting -> confirming: the add time has come; the leg and a witness are
+    /// read again first.
+    pub fn start_confirm(&mut self) {
         let LegState::Waiting { sb, episode, .. } = &self.state else {
+            debug_assert!(
+                false,
+                "{}/{}: start_confirm from {:?}",
+                self.array, self.device, self.state
+            );
+            return;
+        };
+        let to = LegState::Confirming {
+            sb: sb.clone(),
+            episode: *episode,
+        };
+        self.step(
+            "start_confirm",
+            |s| matches!(s, LegState::Waiting { .. }),
+            to,
+        );
+    }
+
+    /// The superblock that proved the leg, while it waits or is confirmed.
+    pub fn proven(&self) -> Option<&SbFacts> {
+        match &self.state {
+            LegState::Waiting { sb, .. } | LegState::Confirming { sb, .. } => Some(sb),
+            _ => None,
+        }
+    }
+
+    /// confirming -> failed, probe due at once: its superblock moved between the
+    /// probe that proved it and the read before the add.
+    pub fn recheck(&mut self, now: Ms) {
+        let episode = self.episode_or_new(0);
+        self.step(
+            "recheck",
+            |s| matches!(s, LegState::Confirming { .. }),
+            LegState::Failed {
+                probe: NextProbe::At(now),
+                episode,
+            },
+        );
+    }
+
+    /// How the add is attempted. Without a bitmap only a full recovery (as a
+    /// spare) is safe, and only once md no longer lists the member; with one, a
+    /// sysfs re-add while md still lists the member and has not refused one, else
+    /// ADD_NEW_DISK into the slot the proving superblock names. `None`: nothing
+    /// safe is left to try without an admin.
+    pub fn next_attempt(&self, policy: AddPolicy) -> Option<Attempt> {
+        let LegState::Confirming { sb, episode } = &self.state else {
             return None;
         };
+        if !policy.bitmap {
+            return (policy.full_recovery && !self.bound).then_some(Attempt::Spare);
+        }
         if self.bound && !episode.readd_refused {
             return Some(Attempt::ReAdd);
         }
@@ -564,16 +646,27 @@ impl Leg {
         })
     }
 
-    /// waiting -> adding: the add time has come; returns the action to carry out.
-    pub fn start_add(&mut self) -> Option<Action> {
-        let attempt = self.next_attempt()?;
+    /// confirming -> adding: confirmed; returns the action to carry out, or None
+    /// when [`Leg::next_attempt`] has nothing to try (the leg stays confirming).
+    pub fn start_add(&mut self, policy: AddPolicy) -> Option<Action> {
+        let attempt = self.next_attempt(policy)?;
         let episode = self.episode_or_new(0);
         self.step(
             "start_add",
-            |s| matches!(s, LegState::Waiting { .. }),
+            |s| matches!(s, LegState::Confirming { .. }),
             LegState::Adding { attempt, episode },
         );
         Some(attempt.action(&self.array, &self.device))
+    }
+
+    /// confirming -> needs-admin: confirmed, but no add is safe without an admin
+    /// (no bitmap, and full recovery is off in the config).
+    pub fn hold_for_admin(&mut self) {
+        self.step(
+            "hold_for_admin",
+            |s| matches!(s, LegState::Confirming { .. }),
+            LegState::NeedsAdmin,
+        );
     }
 
     /// The attempt under way, if adding.
@@ -646,7 +739,8 @@ impl Leg {
         );
     }
 
-    /// failed (probe due) -> removing: md must let go of it (before a reconnect).
+    /// failed (probe due) | confirming -> removing: md must let go of it (before a
+    /// reconnect, or before a full recovery, which needs an unbound device).
     pub fn start_remove(&mut self) {
         let episode = self.episode_or_new(0);
         self.step(
@@ -657,7 +751,7 @@ impl Leg {
                     LegState::Failed {
                         probe: NextProbe::At(_),
                         ..
-                    }
+                    } | LegState::Confirming { .. }
                 )
             },
             LegState::Removing { episode },
@@ -836,6 +930,7 @@ mod tests {
                 "removing",
                 "reconnecting",
                 "waiting",
+                "confirming",
                 "adding",
                 "flapping",
                 "refused",

@@ -164,7 +164,7 @@ impl Engine {
                 if !array_wants_leg(a, leg) {
                     continue;
                 }
-                out.extend(leg.start_add());
+                self.begin_confirm(a, &k, out);
             }
         }
     }
@@ -247,7 +247,7 @@ impl Engine {
                         jitter,
                     }));
                     if jitter == 0 && array_wants_leg(&a, leg) {
-                        out.extend(leg.start_add());
+                        self.begin_confirm(&a, &k, &mut out);
                     }
                 }
                 Err(reason) => {
@@ -335,6 +335,18 @@ impl Engine {
                                     failure,
                                 }));
                                 out.push(Action::Remove { array, device });
+                            }
+                            // the kernel takes a leg in its slot only when its
+                            // events fit the bitmap: EINVAL says they do not, so
+                            // it is not the leg that left (an older copy, another
+                            // history); a full recovery would overwrite it
+                            Attempt::InSlot { .. } if failure.errno() == Some(Errno::EINVAL) => {
+                                leg.give_up();
+                                out.push(log(Event::NotSameHistory {
+                                    array,
+                                    device,
+                                    failure,
+                                }));
                             }
                             Attempt::InSlot { .. } if full_recovery => {
                                 let add = leg.add_as_spare();

@@ -37,6 +37,15 @@ pub enum Refusal {
         events: u64,
         array: u64,
     },
+    /// The superblock records `member`, an in-sync leg the array runs on, as
+    /// faulty or gone: the device ran on without it (split brain).
+    RanWithout {
+        member: String,
+        descriptor: u32,
+        recorded: Role,
+    },
+    /// No in-sync leg to check the device's history against.
+    NoWitness,
 }
 
 impl fmt::Display for Refusal {
@@ -68,6 +77,18 @@ impl fmt::Display for Refusal {
                 f,
                 "its event count {events} is newer than the array's {array} (split brain?)"
             ),
+            Refusal::RanWithout {
+                member,
+                descriptor,
+                recorded,
+            } => write!(
+                f,
+                "its superblock records {member} (descriptor {descriptor}), a leg the array runs on, as {}: it ran on without that leg (split brain?)",
+                if *recorded == Role::Faulty { "faulty" } else { "gone" }
+            ),
+            Refusal::NoWitness => {
+                f.write_str("the array has no in-sync leg to check its history against")
+            }
         }
     }
 }
@@ -114,13 +135,57 @@ pub fn verdict(
     {
         return Err(Refusal::SlotTaken { role });
     }
-    if let Some(e) = mem.events {
-        if sb.events > e {
-            return Err(Refusal::NewerEvents {
-                events: sb.events,
-                array: e,
-            });
+    Ok(())
+}
+
+/// Does the history of a returning leg (`returning`, its proven superblock) fit
+/// the array's, as `witness`, the superblock of an in-sync member read at the
+/// same moment, records it? mdadm's Assemble applies the same rule to devices it
+/// assembles: a device that records the freshest member as failed is from
+/// another history.
+///
+/// - it must not have seen more events than the array;
+/// - it must not record any leg the array runs on (in sync) as faulty or gone:
+///   a leg that left while the other ran on records it in sync; one that ran on
+///   alone (a degraded boot on it, say) recorded the other's failure.
+pub fn history_fits(a: &Array, returning: &SbFacts, witness: &SbFacts) -> Result<(), Refusal> {
+    if !same_uuid(&returning.uuid, &witness.uuid) {
+        return Err(Refusal::OtherArray {
+            found: returning.uuid.clone(),
+            expected: witness.uuid.clone(),
+        });
+    }
+    if returning.events > witness.events {
+        return Err(Refusal::NewerEvents {
+            events: returning.events,
+            array: witness.events,
+        });
+    }
+    for m in a
+        .members
+        .iter()
+        .filter(|m| m.in_sync() && !m.faulty && m.slot.is_some())
+    {
+        let Some(d) = m.descriptor else { continue };
+        // a descriptor beyond its table: a member added after it left
+        if let Some(&recorded) = returning.roles.get(d as usize) {
+            if matches!(recorded, Role::Faulty | Role::Spare) {
+                return Err(Refusal::RanWithout {
+                    member: m.device.clone(),
+                    descriptor: d,
+                    recorded,
+                });
+            }
         }
     }
     Ok(())
+}
+
+/// The member whose superblock a returning leg's history is checked against:
+/// one the array runs on, in sync.
+pub fn witness(a: &Array, device: &str) -> Option<String> {
+    a.members
+        .iter()
+        .find(|m| m.device != device && m.in_sync() && !m.faulty && m.slot.is_some())
+        .map(|m| m.device.clone())
 }

@@ -28,6 +28,7 @@
 pub mod act;
 pub mod action;
 pub mod candidates;
+pub mod confirm;
 pub mod engine;
 pub mod event;
 pub mod leg;

@@ -18,10 +18,21 @@ use std::time::Duration;
 /// A helper thread pokes this when it has sent a result (the loop wakes up).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
+/// Why a device is being read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reading {
+    Probe,
+    /// Right before an add, with the array and its witness member.
+    Confirm {
+        array: String,
+        witness: String,
+    },
+}
+
 pub struct Dispatcher {
     root: Root,
-    /// Probes under way: device -> deadline.
-    probing: BTreeMap<String, Ms>,
+    /// Probes under way: device -> what for, and the deadline.
+    probing: BTreeMap<String, (Reading, Ms)>,
     /// Probes that timed out and whose thread may still be stuck.
     stuck: Vec<String>,
     tx: Sender<Done>,
@@ -44,7 +55,7 @@ impl Dispatcher {
 
     /// The earliest probe deadline, if a probe is under way.
     pub fn next_deadline(&self) -> Option<Ms> {
-        self.probing.values().min().copied()
+        self.probing.values().map(|(_, t)| *t).min()
     }
 
     /// Carry out `actions` and everything their outcomes lead to.
@@ -65,7 +76,20 @@ impl Dispatcher {
                     continue;
                 }
                 Action::Probe { device } => {
-                    self.start_probe(engine, snap, clock, device);
+                    self.start_reading(engine, snap, clock, device, Reading::Probe);
+                    continue;
+                }
+                // a read, like a probe: carried out in a dry run too
+                Action::Confirm {
+                    array,
+                    device,
+                    witness,
+                } => {
+                    let why = Reading::Confirm {
+                        array: array.clone(),
+                        witness: witness.clone(),
+                    };
+                    self.start_reading(engine, snap, clock, device, why);
                     continue;
                 }
                 _ if dry => {
@@ -116,24 +140,56 @@ impl Dispatcher {
         }
     }
 
-    fn start_probe(&mut self, engine: &mut Engine, snap: &Snapshot, clock: Clock, device: &str) {
+    fn start_reading(
+        &mut self,
+        engine: &mut Engine,
+        snap: &Snapshot,
+        clock: Clock,
+        device: &str,
+        why: Reading,
+    ) {
         let now = clock.now();
         if self.stuck.iter().any(|d| d == device) || self.probing.contains_key(device) {
             // a probe of this device still hangs in the kernel: do not pile threads
             // on it; it counts as timed out again
-            let more = engine.on_probe(snap, device, ProbeOutcome::TimedOut, now);
-            self.execute(engine, snap, clock, more);
+            self.timed_out(engine, snap, clock, device, why);
             return;
         }
         let deadline = now + engine.config.probe.timeout_ms;
-        self.probing.insert(device.to_string(), deadline);
+        self.probing
+            .insert(device.to_string(), (why.clone(), deadline));
         let w = self.waker.clone();
-        workers::spawn_probe(
-            self.root.clone(),
-            device.to_string(),
-            self.tx.clone(),
-            move || w(),
-        );
+        let (root, tx, dev) = (self.root.clone(), self.tx.clone(), device.to_string());
+        match why {
+            Reading::Probe => workers::spawn_probe(root, dev, tx, move || w()),
+            Reading::Confirm { array, witness } => {
+                workers::spawn_confirm(root, array, dev, witness, tx, move || w())
+            }
+        }
+    }
+
+    /// A read that did not answer in time goes to the engine as timed out.
+    fn timed_out(
+        &mut self,
+        engine: &mut Engine,
+        snap: &Snapshot,
+        clock: Clock,
+        device: &str,
+        why: Reading,
+    ) {
+        let now = clock.now();
+        let more = match why {
+            Reading::Probe => engine.on_probe(snap, device, ProbeOutcome::TimedOut, now),
+            Reading::Confirm { array, .. } => engine.on_confirm(
+                snap,
+                &array,
+                device,
+                ProbeOutcome::TimedOut,
+                ProbeOutcome::TimedOut,
+                now,
+            ),
+        };
+        self.execute(engine, snap, clock, more);
     }
 
     /// Results of helper threads, and probes past their deadline.
@@ -149,6 +205,19 @@ impl Dispatcher {
                     let more = engine.on_probe(snap, &device, outcome, now);
                     self.execute(engine, snap, clock, more);
                 }
+                Done::Confirm {
+                    array,
+                    device,
+                    leg,
+                    witness,
+                } => {
+                    self.stuck.retain(|x| x != &device);
+                    if self.probing.remove(&device).is_none() {
+                        continue; // already timed out
+                    }
+                    let more = engine.on_confirm(snap, &array, &device, leg, witness, now);
+                    self.execute(engine, snap, clock, more);
+                }
                 Done::Reconnect { device, outcome } => {
                     let a = Action::Reconnect { device };
                     let more = engine.on_outcome(&a, &outcome, now);
@@ -161,14 +230,14 @@ impl Dispatcher {
         let late: Vec<String> = self
             .probing
             .iter()
-            .filter(|(_, d)| **d <= now)
+            .filter(|(_, (_, d))| *d <= now)
             .map(|(k, _)| k.clone())
             .collect();
         for dev in late {
-            self.probing.remove(&dev);
-            self.stuck.push(dev.clone());
-            let more = engine.on_probe(snap, &dev, ProbeOutcome::TimedOut, now);
-            self.execute(engine, snap, clock, more);
+            if let Some((why, _)) = self.probing.remove(&dev) {
+                self.stuck.push(dev.clone());
+                self.timed_out(engine, snap, clock, &dev, why);
+            }
         }
     }
 }
@@ -195,6 +264,11 @@ fn describe(a: &Action) -> String {
         Action::Fail { array, device } => format!("fail {device} in {array}"),
         Action::Reconnect { device } => format!("reconnect {device}"),
         Action::Probe { device } => format!("probe {device}"),
+        Action::Confirm {
+            array,
+            device,
+            witness,
+        } => format!("read {device} and {witness} again before adding it to {array}"),
         Action::Log(event) => event.to_string(),
     }
 }

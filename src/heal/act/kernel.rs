@@ -3,7 +3,7 @@
 //! the VM harness (tests/vm_*).
 
 use crate::heal::{Errno, Failure, Outcome, ProbeOutcome, SbFacts};
-use crate::md::superblock::{self, Role, SbError};
+use crate::md::superblock::{self, SbError};
 use crate::root::Root;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -130,13 +130,11 @@ pub fn add_disk(
 pub fn sb_facts(sb: &superblock::Superblock) -> SbFacts {
     SbFacts {
         uuid: sb.uuid.sysfs(),
-        role: match sb.role {
-            Role::Active(n) => Role::Active(n),
-            Role::Faulty => Role::Faulty,
-            _ => Role::Spare,
-        },
+        role: sb.role,
         events: sb.events,
         dev_number: sb.dev_number,
+        utime: sb.utime,
+        roles: sb.roles.clone(),
     }
 }
 

@@ -16,6 +16,13 @@ pub enum Done {
         device: String,
         outcome: ProbeOutcome,
     },
+    /// The leg read again right before its add, and the array's witness.
+    Confirm {
+        array: String,
+        device: String,
+        leg: ProbeOutcome,
+        witness: ProbeOutcome,
+    },
     Reconnect {
         device: String,
         outcome: Outcome,
@@ -32,6 +39,34 @@ pub fn spawn_probe(root: Root, dev: String, tx: Sender<Done>, wake: impl Fn() + 
             let _ = tx.send(Done::Probe {
                 device: dev,
                 outcome,
+            });
+            wake();
+        });
+    if let Err(e) = r {
+        crate::log::warn(&format!("cannot start a probe thread: {e}"));
+    }
+}
+
+/// Read a leg and then the array's witness member on a thread (see
+/// [`crate::heal::Action::Confirm`]); like [`spawn_probe`] otherwise.
+pub fn spawn_confirm(
+    root: Root,
+    array: String,
+    dev: String,
+    witness: String,
+    tx: Sender<Done>,
+    wake: impl Fn() + Send + 'static,
+) {
+    let r = std::thread::Builder::new()
+        .name(format!("confirm-{dev}"))
+        .spawn(move || {
+            let leg = probe_device(&root, &dev);
+            let witness = probe_device(&root, &witness);
+            let _ = tx.send(Done::Confirm {
+                array,
+                device: dev,
+                leg,
+                witness,
             });
             wake();
         });

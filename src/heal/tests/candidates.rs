@@ -21,9 +21,11 @@ fn new_node_matched_by_superblock_uuid_and_role() {
                 device: "xvdd".into(),
                 role: Some(1),
             }),
-            add_in_slot("md3", "xvdd", 1)
+            confirm_action("md3", "xvdd", "xvdb")
         ]
     );
+    let a = confirmed(&mut e, &m.gone(), "md3", "xvdd", sb(UUID, 1, 100), 3);
+    assert_eq!(a, vec![add_in_slot("md3", "xvdd", 1)]);
 }
 
 /// A vbd detached and attached again under a new name while md still lists the
@@ -49,7 +51,10 @@ fn new_node_replacing_a_faulty_member_removes_that_member_first() {
     let a = e.on_probe(&with_faulty(), "xvdd", sb(UUID, 1, 100), 2);
     assert_eq!(
         actions(&a),
-        vec![removal("md3", "xvdc"), add_in_slot("md3", "xvdd", 1)]
+        vec![
+            removal("md3", "xvdc"),
+            confirm_action("md3", "xvdd", "xvdb")
+        ]
     );
     assert!(
         events(&a).contains(&Event::MakingRoom {
@@ -59,6 +64,8 @@ fn new_node_replacing_a_faulty_member_removes_that_member_first() {
         }),
         "{a:?}"
     );
+    let a = confirmed(&mut e, &with_faulty(), "md3", "xvdd", sb(UUID, 1, 100), 2);
+    assert_eq!(a, vec![add_in_slot("md3", "xvdd", 1)]);
 }
 
 #[test]

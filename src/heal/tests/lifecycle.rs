@@ -19,7 +19,11 @@ fn faulty_bound_leg_probed_then_readded_via_sysfs() {
         let a = fail_and_wait(&mut e, m, 0);
         assert_eq!(actions(&a), vec![probe(m.bad)]);
         assert!(m.leg(&e).probing());
-        let a = e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 100), 3 * S);
+        let a = e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 99), 3 * S);
+        // read again, with the surviving leg as witness, right before the add
+        assert_eq!(actions(&a), vec![m.confirm()]);
+        assert_eq!(m.leg(&e).phase(), Phase::Confirming);
+        let a = confirmed(&mut e, &m.faulty(), m.md, m.bad, sb(UUID, 1, 99), 3 * S);
         assert_eq!(actions(&a), vec![m.readd()]);
         assert_eq!(m.leg(&e).adding(), Some(Attempt::ReAdd));
         let a = e.on_outcome(&m.readd(), &Outcome::Done, 3 * S);
@@ -58,7 +62,8 @@ fn refused_readd_falls_back_to_remove_then_add_with_role() {
     let m = XVD;
     let mut e = engine();
     fail_and_wait(&mut e, m, 0);
-    let a = e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 100), 3 * S);
+    e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 99), 3 * S);
+    let a = confirmed(&mut e, &m.faulty(), m.md, m.bad, sb(UUID, 1, 99), 3 * S);
     assert_eq!(actions(&a), vec![m.readd()]);
     let a = e.on_outcome(&m.readd(), &errno(Errno::EBUSY), 3 * S);
     assert_eq!(
@@ -74,7 +79,9 @@ fn refused_readd_falls_back_to_remove_then_add_with_role() {
     );
     let a = e.on_outcome(&m.remove(), &Outcome::Done, 3 * S);
     assert_eq!(actions(&a), vec![probe(m.bad)]);
-    let a = e.on_probe(&m.gone(), m.bad, sb(UUID, 1, 100), 4 * S);
+    let a = e.on_probe(&m.gone(), m.bad, sb(UUID, 1, 99), 4 * S);
+    assert_eq!(actions(&a), vec![m.confirm()]);
+    let a = confirmed(&mut e, &m.gone(), m.md, m.bad, sb(UUID, 1, 99), 4 * S);
     assert_eq!(actions(&a), vec![add_in_slot(m.md, m.bad, 1)]);
     assert_eq!(
         m.leg(&e).adding(),
@@ -85,10 +92,18 @@ fn refused_readd_falls_back_to_remove_then_add_with_role() {
     );
 }
 
+/// ADD_NEW_DISK into the slot is refused with EINVAL when the leg's events are
+/// older than the bitmap can bring up to date: not the leg that left (an older
+/// copy, another history), so it is never overwritten by a full recovery. Any
+/// other refusal falls back to a full recovery when the config allows it.
 #[test]
-fn impossible_readd_adds_for_full_recovery_only_when_allowed() {
+fn refused_add_in_slot_is_left_alone_or_fully_recovered() {
     let m = NBD;
-    for allowed in [true, false] {
+    for (errno_, allowed) in [
+        (Errno::EINVAL, true),
+        (Errno::ENOMEM, true),
+        (Errno::ENOMEM, false),
+    ] {
         let mut e = Engine::new(cfg(|c| c.heal.full_recovery = allowed), 1);
         e.on_snapshot(&m.healthy(), &Env::default(), 0);
         e.on_snapshot(&m.gone(), &Env::default(), 1);
@@ -96,40 +111,55 @@ fn impossible_readd_adds_for_full_recovery_only_when_allowed() {
         let t = e.next_deadline().unwrap();
         let a = e.on_snapshot(&m.gone(), &Env::default(), t);
         assert_eq!(actions(&a), vec![probe(m.bad)]);
-        let a = e.on_probe(&m.gone(), m.bad, sb(UUID, 1, 100), t);
+        e.on_probe(&m.gone(), m.bad, sb(UUID, 1, 99), t);
+        let a = confirmed(&mut e, &m.gone(), m.md, m.bad, sb(UUID, 1, 99), t);
         let add = add_in_slot(m.md, m.bad, 1);
         assert_eq!(actions(&a), vec![add.clone()]);
-        let a = e.on_outcome(&add, &errno(Errno::EINVAL), t);
-        let failure = Failure::Errno(Errno::EINVAL);
+        let a = e.on_outcome(&add, &errno(errno_), t);
+        let failure = Failure::Errno(errno_);
         let (array, device) = (m.md.to_string(), m.bad.to_string());
-        if allowed {
-            assert_eq!(
-                a,
-                vec![
-                    Action::Log(Event::FullRecovery {
+        match (errno_, allowed) {
+            (Errno::EINVAL, _) => {
+                assert_eq!(
+                    a,
+                    vec![Action::Log(Event::NotSameHistory {
                         array,
                         device,
                         failure
-                    }),
-                    Action::Add {
-                        array: m.md.into(),
-                        device: m.bad.into(),
-                        role: None,
-                        dev_number: None
-                    }
-                ]
-            );
-            assert_eq!(m.leg(&e).adding(), Some(Attempt::Spare));
-        } else {
-            assert_eq!(
-                a,
-                vec![Action::Log(Event::FullRecoveryOff {
-                    array,
-                    device,
-                    failure
-                })]
-            );
-            assert_eq!(m.leg(&e).phase(), Phase::NeedsAdmin);
+                    })]
+                );
+                assert_eq!(m.leg(&e).phase(), Phase::NeedsAdmin);
+            }
+            (_, true) => {
+                assert_eq!(
+                    a,
+                    vec![
+                        Action::Log(Event::FullRecovery {
+                            array,
+                            device,
+                            failure
+                        }),
+                        Action::Add {
+                            array: m.md.into(),
+                            device: m.bad.into(),
+                            role: None,
+                            dev_number: None
+                        }
+                    ]
+                );
+                assert_eq!(m.leg(&e).adding(), Some(Attempt::Spare));
+            }
+            (_, false) => {
+                assert_eq!(
+                    a,
+                    vec![Action::Log(Event::FullRecoveryOff {
+                        array,
+                        device,
+                        failure
+                    })]
+                );
+                assert_eq!(m.leg(&e).phase(), Phase::NeedsAdmin);
+            }
         }
     }
 }
@@ -210,7 +240,7 @@ fn flapping_leg_backs_off_then_stops_until_dom0_asks() {
         t = next;
         let a = e.on_snapshot(&m.faulty(), &Env::default(), t);
         assert_eq!(actions(&a), vec![probe(m.bad)]);
-        let a = e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 100), t);
+        let a = prove_and_confirm(&mut e, m, &m.faulty(), t);
         assert_eq!(actions(&a), vec![m.readd()]);
         e.on_outcome(&m.readd(), &Outcome::Done, t);
         e.on_snapshot(&m.recovering(m.bad), &Env::default(), t + S);
@@ -239,7 +269,7 @@ fn leg_healthy_through_the_window_is_forgiven() {
     let m = NBD;
     let mut e = Engine::new(cfg(|c| c.heal.flap_window_s = 60), 7);
     fail_and_wait(&mut e, m, 0);
-    e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 100), 3 * S);
+    prove_and_confirm(&mut e, m, &m.faulty(), 3 * S);
     e.on_outcome(&m.readd(), &Outcome::Done, 3 * S);
     // fails 10 s later: a flap
     e.on_snapshot(&m.healthy(), &Env::default(), 4 * S);
@@ -247,7 +277,7 @@ fn leg_healthy_through_the_window_is_forgiven() {
     assert_eq!(m.leg(&e).flaps, 1);
     let t = e.next_deadline().unwrap();
     e.on_snapshot(&m.faulty(), &Env::default(), t);
-    let a = e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 100), t);
+    let a = prove_and_confirm(&mut e, m, &m.faulty(), t);
     assert_eq!(actions(&a), vec![m.readd()]);
     e.on_outcome(&m.readd(), &Outcome::Done, t);
     e.on_snapshot(&m.healthy(), &Env::default(), t + 61 * S);
@@ -273,6 +303,8 @@ fn start_jitter_delays_the_add() {
     );
     assert!(actions(&e.on_snapshot(&m.faulty(), &Env::default(), at - 1)).is_empty());
     let a = e.on_snapshot(&m.faulty(), &Env::default(), at);
+    assert_eq!(actions(&a), vec![m.confirm()]);
+    let a = confirmed(&mut e, &m.faulty(), m.md, m.bad, sb(UUID, 1, 100), at);
     assert_eq!(actions(&a), vec![m.readd()]);
 }
 

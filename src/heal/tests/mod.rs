@@ -4,7 +4,9 @@
 
 use super::*;
 use crate::config::Config;
-use crate::md::model::{Array, Health, Member, Snapshot, SpeedLimit, Sync, SyncAction, SyncState};
+use crate::md::model::{
+    Array, Bitmap, Health, Member, Snapshot, SpeedLimit, Sync, SyncAction, SyncState,
+};
 use crate::md::superblock::Role;
 use std::os::unix::process::ExitStatusExt;
 
@@ -33,6 +35,14 @@ fn raid1(name: &str) -> ArrayBuilder {
         kbps: 200000,
         system: true,
     });
+    // an internal write-intent bitmap, as mdadm creates one
+    a.bitmap = Some(Bitmap {
+        pages_used: Some(1),
+        pages_total: Some(1),
+        chunk_kb: Some(65536),
+        file: None,
+        location: Some("+8".into()),
+    });
     ArrayBuilder { a }
 }
 
@@ -49,9 +59,17 @@ impl ArrayBuilder {
         self
     }
 
-    /// An in-sync leg in `slot`.
-    fn leg(self, dev: &str, slot: u32) -> Self {
-        self.member(dev, Some(slot), &["in_sync"])
+    /// An in-sync leg in `slot`, with descriptor number `slot`.
+    fn leg(mut self, dev: &str, slot: u32) -> Self {
+        self = self.member(dev, Some(slot), &["in_sync"]);
+        self.a.members.last_mut().expect("just pushed").descriptor = Some(slot);
+        self
+    }
+
+    /// No write-intent bitmap (mdadm before 4.3 adds none below 100 GiB).
+    fn no_bitmap(mut self) -> Self {
+        self.a.bitmap = None;
+        self
     }
 
     /// A leg md marked faulty (it keeps no slot).
@@ -154,6 +172,11 @@ impl Mirror {
         raid1(self.md).leg(self.good, 0).rebuilding(with, 1).snap()
     }
 
+    /// The read before `bad`'s add, with `good` as witness.
+    fn confirm(self) -> Action {
+        confirm_action(self.md, self.bad, self.good)
+    }
+
     fn readd(self) -> Action {
         Action::ReAdd {
             array: self.md.into(),
@@ -174,15 +197,52 @@ impl Mirror {
 
 // ---- inputs and outputs ----
 
+/// The superblock of a leg in `role` of a two-leg mirror that last wrote while
+/// both legs were in sync (a leg that left, as it left).
+fn facts(uuid: &str, role: u32, events: u64) -> SbFacts {
+    SbFacts {
+        uuid: uuid.into(),
+        role: Role::Active(role),
+        events,
+        dev_number: role,
+        utime: 1_700_000_000 + events,
+        roles: vec![Role::Active(0), Role::Active(1)],
+    }
+}
+
 fn sb(uuid: &str, role: u32, events: u64) -> ProbeOutcome {
     ProbeOutcome::Readable {
-        sb: Some(SbFacts {
-            uuid: uuid.into(),
-            role: Role::Active(role),
-            events,
-            dev_number: role,
-        }),
+        sb: Some(facts(uuid, role, events)),
     }
+}
+
+fn confirm_action(array: &str, dev: &str, witness: &str) -> Action {
+    Action::Confirm {
+        array: array.into(),
+        device: dev.into(),
+        witness: witness.into(),
+    }
+}
+
+/// A probe that proves `m.bad`, and the read before its add (answered with the
+/// same superblock): the actions of that read.
+fn prove_and_confirm(e: &mut Engine, m: Mirror, snap: &Snapshot, now: Ms) -> Vec<Action> {
+    let a = e.on_probe(snap, m.bad, sb(UUID, 1, 100), now);
+    assert_eq!(actions(&a), vec![m.confirm()], "{a:?}");
+    confirmed(e, snap, m.md, m.bad, sb(UUID, 1, 100), now)
+}
+
+/// Answer the read before the add: the leg reads as `leg`, the witness as a
+/// member that ran on (events 100, both legs in sync in its view).
+fn confirmed(
+    e: &mut Engine,
+    snap: &Snapshot,
+    array: &str,
+    dev: &str,
+    leg: ProbeOutcome,
+    now: Ms,
+) -> Vec<Action> {
+    e.on_confirm(snap, array, dev, leg, sb(UUID, 0, 100), now)
 }
 
 fn errno(e: Errno) -> Outcome {
@@ -280,6 +340,7 @@ fn fail_and_wait(e: &mut Engine, m: Mirror, t0: Ms) -> Vec<Action> {
 }
 
 mod candidates;
+mod confirm;
 mod lifecycle;
 mod membership;
 mod reconnect;

@@ -33,7 +33,7 @@ fn reconnect_command_runs_after_remove_and_before_add() {
     assert_eq!(actions(&a), vec![rc.clone()]);
     let a = e.on_outcome(&rc, &Outcome::Done, t);
     assert_eq!(actions(&a), vec![probe(m.bad)]);
-    let a = e.on_probe(&m.gone(), m.bad, sb(UUID, 1, 100), t);
+    let a = prove_and_confirm(&mut e, m, &m.gone(), t);
     assert_eq!(actions(&a), vec![add_in_slot(m.md, m.bad, 1)]);
 }
 
