@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod agree;
+pub mod guest;
 pub mod proc;
 pub mod storage;
 pub mod vm;
@@ -454,6 +455,17 @@ impl Lab {
             Duration::from_secs(30),
             |vm| (vm.run(&check, vm::STEP_TIMEOUT).status == 0).then_some(()),
         );
+    }
+
+    /// The agent's `[[reconnect]]` table for leg `i`: drop the node's dead
+    /// connection, connect it to the leg's server again; `opts` go at the end
+    /// of the `nbd-client` line (e.g. ` -t 5`).
+    pub fn reconnect_cfg(&self, i: usize, opts: &str) -> String {
+        format!(
+            "[[reconnect]]\ndevice = \"{0}\"\ncommand = [\"sh\", \"-c\", \"nbd-client -d /dev/{0} >/dev/null 2>&1; nbd-client 10.0.2.2 {1} /dev/{0} -N leg{opts}\"]\ntimeout_s = 20\n",
+            self.legs[i].nbd,
+            self.legs[i].server.port()
+        )
     }
 
     /// `nbd-client -d`: drop the (dead) connection of leg `i`.
