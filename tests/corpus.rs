@@ -2,6 +2,9 @@
 //! says. The files are other projects' real captures (and a few impossible ones, noted
 //! in the corpus README): the parser must give a clear result for each, never panic.
 
+mod common;
+
+use common::copy_tree;
 use mdguard::md::mdstat::{self, MdstatSync, MdstatSyncKind, RunState};
 use mdguard::md::model::{Health, Snapshot, SyncAction, SyncState};
 use mdguard::md::observe::{read_snapshot, snapshot_from};
@@ -380,21 +383,4 @@ fn sysfs_is_the_authority() {
         "{:?}",
         s.problems
     );
-}
-
-fn copy_tree(src: &Path, dst: &Path) {
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        let ft = e.file_type().unwrap();
-        if ft.is_dir() {
-            std::fs::create_dir_all(&to).unwrap();
-            copy_tree(&e.path(), &to);
-        } else if ft.is_symlink() {
-            let t = std::fs::read_link(e.path()).unwrap();
-            std::os::unix::fs::symlink(t, &to).unwrap();
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
 }

@@ -2,9 +2,11 @@
 //! fixture's ring bridge, so xenstored applies a guest's permissions), and dom0's
 //! `mdguard host` commands acting on it. Ignored by plain `cargo test`; run
 //! tests/xs/run.sh.
+mod common;
 #[path = "xs/fixture.rs"]
 mod fixture;
 
+use common::copy_tree;
 use fixture::{wait_for, Xenstored};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -16,19 +18,6 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn copy_tree(src: &Path, dst: &Path) {
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&to).unwrap();
-            copy_tree(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
     }
 }
 

@@ -4,22 +4,16 @@
 #[path = "xs/fixture.rs"]
 mod fixture;
 
-use fixture::{wait_for, Xenstored};
+use fixture::{guest, wait_for, Xenstored};
 use mdguard::xenstore::schema::{
     ArraySummary, ControlEvent, ControlState, Health, PublishConfig, Publisher,
 };
-use mdguard::xenstore::{Access, Client, Endpoint, Error, Perm, XsErrno};
+use mdguard::xenstore::{Access, Client, Error, Perm, XsErrno};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn out(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn guest(sock: &std::path::Path) -> Client {
-    let mut g = Client::connect(Endpoint::Socket(sock.to_path_buf())).unwrap();
-    g.set_timeout(Duration::from_secs(5));
-    g
 }
 
 fn md(name: &str, health: Health, sync: Option<f32>) -> ArraySummary {
