@@ -42,8 +42,7 @@ fn corpus() -> Option<Corpus> {
         return Some(Corpus(dir));
     }
     let what = format!(
-        "external mdstat corpus not found: looked for {} \
-         (../shared/corpus/external beside the repository, or MDGUARD_CORPUS_DIR)",
+        "external mdstat corpus not found at {} (MDGUARD_CORPUS_DIR names another place)",
         dir.display()
     );
     assert!(!in_ci(), "{what}; CI=true requires it");
@@ -51,7 +50,9 @@ fn corpus() -> Option<Corpus> {
         .name()
         .unwrap_or("a corpus test")
         .to_string();
-    let _ = writeln!(std::io::stderr(), "{test}: skipped: {what}");
+    // one write of the whole line, so parallel tests do not cut it up
+    let line = format!("{test}: skipped: {what}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
     None
 }
 
