@@ -92,21 +92,13 @@ fn save_logs(lab: &mut Lab, name: &str) {
 const AGENT_CFG: &str = "[probe]\ninitial_interval_s = 2\nmax_interval_s = 60\ntimeout_ms = 5000\n\
 [throttle]\njitter_s = 0\n[heal]\nflap_window_s = 0\n";
 
+/// A one-array lab for a heal scenario, md0 in sync.
 fn lab(name: &str, leg_mib: u64) -> Lab {
-    let mut lab = Lab::start(
+    Lab::start_clean(
         name,
-        LabConfig {
-            layout: Layout::Mirror,
-            bitmap: true,
-            nbd_timeout: Some(5),
-            leg_mib,
-            bitmap_chunk_kib: Some(1024),
-            throttle_kbps: None,
-            ..LabConfig::default()
-        },
-    );
-    lab.wait_clean("md0", WAIT);
-    lab
+        LabConfig::healing(Layout::Mirror, Some(5), leg_mib),
+        WAIT,
+    )
 }
 
 /// Kill leg 1's server and write `mib` MiB at `seek_mib` so md fails the leg.
@@ -121,9 +113,7 @@ fn fail_leg(lab: &mut Lab, seek_mib: u64, mib: u64) {
 }
 
 fn wait_healed(lab: &mut Lab) {
-    lab.wait_snapshot("md0 healed", WAIT, |s| {
-        s.get("md0", "degraded") == Some("0") && s.get("md0", "sync_action") == Some("idle")
-    });
+    lab.wait_healed("md0", WAIT);
     // let md settle (bitmap cleared, superblocks written) before the next failure
     std::thread::sleep(Duration::from_secs(2));
 }

@@ -77,18 +77,11 @@ fn start_agent(lab: &mut Lab) {
 fn run() -> u64 {
     let agent = std::env::var_os("MDGUARD_FLAP_AGENT").is_some();
     let t0 = Instant::now();
-    let mut lab = Lab::start(
+    let mut lab = Lab::start_clean(
         "flapint",
-        LabConfig {
-            layout: Layout::Mirror,
-            nbd_timeout: Some(5),
-            throttle_kbps: None,
-            leg_mib: 32,
-            bitmap_chunk_kib: Some(1024),
-            ..LabConfig::default()
-        },
+        LabConfig::healing(Layout::Mirror, Some(5), 32),
+        WAIT,
     );
-    lab.wait_clean("md0", WAIT);
     if agent {
         start_agent(&mut lab);
     }
@@ -111,9 +104,7 @@ fn run() -> u64 {
             manual_readd(&mut lab, round);
         }
         // wait for the end of the recovery, polling as fast as the harness can
-        lab.wait_snapshot("md0 recovered", WAIT, |s| {
-            s.get("md0", "degraded") == Some("0") && s.get("md0", "sync_action") == Some("idle")
-        });
+        lab.wait_healed("md0", WAIT);
     }
     // final heal: let the bitmap settle, then compare the legs
     lab.vm

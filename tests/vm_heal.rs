@@ -55,18 +55,7 @@ fn sectors_written(lab: &mut Lab, dev: &str) -> u64 {
 fn killed_server_comes_back_and_is_readded() {
     let _ = IGNORE_MSG;
     let t0 = Instant::now();
-    let mut lab = Lab::start(
-        "heal-kill",
-        LabConfig {
-            layout: Layout::Mirror,
-            nbd_timeout: Some(5),
-            throttle_kbps: None,
-            leg_mib: 64,
-            bitmap_chunk_kib: Some(1024),
-            ..LabConfig::default()
-        },
-    );
-    lab.wait_clean("md0", HEAL_WAIT);
+    let mut lab = lab("heal-kill", Layout::Mirror, Some(5), 64);
     start_agent(&mut lab, "", "");
 
     lab.legs[1].server.kill();
@@ -77,9 +66,7 @@ fn killed_server_comes_back_and_is_readded() {
     let written_before = sectors_written(&mut lab, "nbd1");
     lab.legs[1].server.restart();
     let back_at = lab.vm.uptime();
-    lab.wait_snapshot("md0 healed by mdguard", HEAL_WAIT, |s| {
-        s.get("md0", "degraded") == Some("0") && s.get("md0", "sync_action") == Some("idle")
-    });
+    lab.wait_healed("md0", HEAL_WAIT);
     let log = agent_log(&mut lab.vm);
     let readd = log_times(&log, "re-added nbd1");
     assert!(!readd.is_empty(), "mdguard never re-added nbd1:\n{log}");
@@ -110,30 +97,13 @@ fn killed_server_comes_back_and_is_readded() {
     eprintln!("mdguard log:\n{log}");
 }
 
+/// A lab for a heal scenario, its arrays in sync.
 fn lab(name: &str, layout: Layout, nbd_timeout: Option<u32>, leg_mib: u64) -> Lab {
-    let mut lab = Lab::start(
+    Lab::start_clean(
         name,
-        LabConfig {
-            layout,
-            nbd_timeout,
-            throttle_kbps: None,
-            leg_mib,
-            bitmap_chunk_kib: Some(1024),
-            ..LabConfig::default()
-        },
-    );
-    let names: Vec<String> = lab.arrays.iter().map(|a| a.name.clone()).collect();
-    for md in names {
-        lab.wait_clean(&md, HEAL_WAIT);
-    }
-    lab
-}
-
-fn wait_healed(lab: &mut Lab, md: &str) {
-    let md2 = md.to_string();
-    lab.wait_snapshot(&format!("{md} healed"), HEAL_WAIT, move |s| {
-        s.get(&md2, "degraded") == Some("0") && s.get(&md2, "sync_action") == Some("idle")
-    });
+        LabConfig::healing(layout, nbd_timeout, leg_mib),
+        HEAL_WAIT,
+    )
 }
 
 fn kill_and_write(lab: &mut Lab, md: &str, seek_mib: u32, mib: u32) -> String {
@@ -197,7 +167,7 @@ fn frozen_server_without_timeout_is_reported_stalled() {
             == 0)
             .then_some(())
     });
-    wait_healed(&mut lab, "md0");
+    lab.wait_healed("md0", HEAL_WAIT);
     lab.vm
         .wait_for("mdguard sees writes flow", Duration::from_secs(30), |vm| {
             agent_log(vm).contains("writes flow again").then_some(())
@@ -229,7 +199,7 @@ fn frozen_server_with_timeout_fails_the_leg_then_heals() {
     );
     lab.legs[1].server.resume();
     let back = lab.vm.uptime();
-    wait_healed(&mut lab, "md0");
+    lab.wait_healed("md0", HEAL_WAIT);
     let log = agent_log(&mut lab.vm);
     let readd = log_times(&log, "re-added nbd1");
     assert!(!readd.is_empty(), "{log}");
@@ -253,8 +223,8 @@ fn seed_layout_both_arrays_heal() {
     start_agent(&mut lab, "", "");
     let sha = kill_and_write(&mut lab, "md0", 2, 2);
     lab.legs[1].server.restart();
-    wait_healed(&mut lab, "md0");
-    wait_healed(&mut lab, "md1");
+    lab.wait_healed("md0", HEAL_WAIT);
+    lab.wait_healed("md1", HEAL_WAIT);
     let log = agent_log(&mut lab.vm);
     assert!(log.contains("re-added nbd1p1"), "{log}");
     assert!(log.contains("re-added nbd1p2"), "{log}");
@@ -290,7 +260,7 @@ fn flapping_server_backs_off_then_heals_on_request() {
         if !readded {
             break;
         }
-        wait_healed(&mut lab, "md0");
+        lab.wait_healed("md0", HEAL_WAIT);
         // Let md clear its bitmap (all counters back to zero frees every page:
         // `bitmap: 0/N pages`) before the next failure. Once, in a CI run, a
         // failure inside that window was followed by a check that found 384
@@ -321,7 +291,7 @@ fn flapping_server_backs_off_then_heals_on_request() {
         readds.len()
     );
     lab.vm.sh("kill -USR1 $(cat /tmp/mdguard.pid)");
-    wait_healed(&mut lab, "md0");
+    lab.wait_healed("md0", HEAL_WAIT);
     let mismatches = check_mismatches(&mut lab.vm, "md0", HEAL_WAIT);
     if mismatches != 0 {
         let dmesg = lab.vm.sh("dmesg | tail -60");
@@ -405,7 +375,7 @@ fn throttled_recovery_survives_kill_9_and_restores_limits() {
     lab.vm
         .sh("MDGUARD_LOG_TIMESTAMPS=1 setsid mdguard run --foreground \
          </dev/null >/tmp/mdguard2.log 2>&1 & echo $! > /tmp/mdguard.pid");
-    wait_healed(&mut lab, "md0");
+    lab.wait_healed("md0", HEAL_WAIT);
     lab.vm
         .wait_for("limits restored", Duration::from_secs(30), |vm| {
             (vm.sh("cat /sys/block/md0/md/sync_speed_max").trim() == "200000 (system)")

@@ -308,6 +308,22 @@ impl Default for LabConfig {
     }
 }
 
+impl LabConfig {
+    /// What the heal scenarios run on (tests/vm_heal.rs, the flap experiment,
+    /// the bench): a 1 MiB bitmap chunk, so an outage's writes dirty only what
+    /// they touch, and no resync ceiling.
+    pub fn healing(layout: Layout, nbd_timeout: Option<u32>, leg_mib: u64) -> LabConfig {
+        LabConfig {
+            layout,
+            nbd_timeout,
+            throttle_kbps: None,
+            leg_mib,
+            bitmap_chunk_kib: Some(1024),
+            ..LabConfig::default()
+        }
+    }
+}
+
 pub struct Leg {
     pub server: StorageServer,
     /// Guest block device of the whole leg, e.g. "nbd0".
@@ -421,6 +437,17 @@ impl Lab {
         lab
     }
 
+    /// [`Lab::start`], then wait up to `timeout` until every array has
+    /// finished its initial resync.
+    pub fn start_clean(name: &str, cfg: LabConfig, timeout: Duration) -> Lab {
+        let mut lab = Lab::start(name, cfg);
+        let names: Vec<String> = lab.arrays.iter().map(|a| a.name.clone()).collect();
+        for md in names {
+            lab.wait_clean(&md, timeout);
+        }
+        lab
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -522,6 +549,13 @@ impl Lab {
             s.get(&md, "sync_action") == Some("idle")
                 && s.get(&md, "degraded") == Some("0")
                 && !matches!(s.get(&md, "resync_start"), Some(r) if r != "none")
+        })
+    }
+
+    /// Wait until `md` has both legs again and no sync running (a heal done).
+    pub fn wait_healed(&mut self, md: &str, timeout: Duration) -> Snapshot {
+        self.wait_snapshot(&format!("{md} healed"), timeout, |s| {
+            s.get(md, "degraded") == Some("0") && s.get(md, "sync_action") == Some("idle")
         })
     }
 
