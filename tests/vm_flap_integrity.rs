@@ -107,12 +107,7 @@ fn run() -> u64 {
         lab.wait_healed("md0", WAIT);
     }
     // final heal: let the bitmap settle, then compare the legs
-    lab.vm
-        .wait_for("bitmap clean", Duration::from_secs(60), |vm| {
-            vm.sh("cat /proc/mdstat")
-                .contains("bitmap: 0/")
-                .then_some(())
-        });
+    lab.wait_bitmap_clean(Duration::from_secs(60));
     let n = check_mismatches(&mut lab.vm, "md0", WAIT);
     eprintln!(
         "flap integrity ({} rounds, {}): mismatch_cnt {n}; {:.0} s\n{}",

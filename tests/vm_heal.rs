@@ -266,12 +266,7 @@ fn flapping_server_backs_off_then_heals_on_request() {
         // failure inside that window was followed by a check that found 384
         // mismatched sectors after the final heal; a flap that fast is md's own
         // edge, kept out of this test of mdguard's backoff (see the closing note).
-        lab.vm
-            .wait_for("md0's bitmap clean", Duration::from_secs(60), |vm| {
-                vm.sh("cat /proc/mdstat")
-                    .contains("bitmap: 0/")
-                    .then_some(())
-            });
+        lab.wait_bitmap_clean(Duration::from_secs(60));
     }
     let log = agent_log(&mut lab.vm);
     assert!(log.contains("is flapping"), "{log}");

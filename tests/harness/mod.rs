@@ -559,6 +559,16 @@ impl Lab {
         })
     }
 
+    /// Wait until md has cleared the bitmap: every counter back to zero frees
+    /// every page (`bitmap: 0/N pages` in mdstat).
+    pub fn wait_bitmap_clean(&mut self, timeout: Duration) {
+        self.vm.wait_for("bitmap clean", timeout, |vm| {
+            vm.sh("cat /proc/mdstat")
+                .contains("bitmap: 0/")
+                .then_some(())
+        });
+    }
+
     /// Record a stage: mdstat text and sysfs snapshot, taken back to back,
     /// saved under target/vm-captures/<lab>/ and, with
     /// MDGUARD_UPDATE_FIXTURES=1, as tests/fixtures/{mdstat,sysfs}/vm-<stage>.txt.
