@@ -25,6 +25,20 @@ esac
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+# the shared captures, looked for once (the same rule as tests/corpus.rs)
+external="${MDGUARD_CORPUS_DIR:-../shared/corpus/external}"
+in_ci() { case "${CI:-}" in [Tt][Rr][Uu][Ee] | 1) return 0 ;; *) return 1 ;; esac; }
+
+targets="${FUZZ_TARGETS:-superblock mdstat}"
+# checked before any target runs, so CI fails at once
+if [[ " $targets " == *" mdstat "* && ! -d $external ]]; then
+	if in_ci; then
+		echo "fuzz.sh: external mdstat corpus not found: looked for $external (from $root); CI=true requires it" >&2
+		exit 1
+	fi
+	echo "fuzz.sh: external mdstat corpus not found: looked for $external (from $root); seeding mdstat from tests/fixtures only" >&2
+fi
+
 if ! cargo fuzz --version >/dev/null 2>&1; then
 	echo "fuzz.sh: installing cargo-fuzz from crates.io" >&2
 	cargo install cargo-fuzz --locked
@@ -38,11 +52,6 @@ else
 	export RUSTC_BOOTSTRAP=1
 fi
 
-# the shared captures, looked for once (the same rule as tests/corpus.rs)
-external="${MDGUARD_CORPUS_DIR:-../shared/corpus/external}"
-in_ci() { case "${CI:-}" in [Tt][Rr][Uu][Ee] | 1) return 0 ;; *) return 1 ;; esac; }
-
-targets="${FUZZ_TARGETS:-superblock mdstat}"
 status=0
 summary=()
 for target in $targets; do
@@ -53,11 +62,6 @@ for target in $targets; do
 		max_len=16384 seed_dirs=(tests/fixtures/mdstat tests/fixtures)
 		if [ -d "$external" ]; then
 			seed_dirs=("$external" "${seed_dirs[@]}")
-		elif in_ci; then
-			echo "fuzz.sh: external mdstat corpus not found: looked for $external (from $root); CI=true requires it" >&2
-			exit 1
-		else
-			echo "fuzz.sh: external mdstat corpus not found: looked for $external (from $root); seeding $target from tests/fixtures only" >&2
 		fi
 		;;
 	*) max_len=8192 seed_dirs=(tests/fixtures) ;;
