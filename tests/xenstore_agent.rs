@@ -7,7 +7,7 @@ mod common;
 mod fixture;
 
 use common::copy_tree;
-use fixture::{wait_for, Xenstored};
+use fixture::{status_guest, wait_for, Xenstored};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -63,11 +63,7 @@ fn agent_reports_to_dom0_and_obeys_its_requests() {
     let status = wait_for(Duration::from_secs(20), || {
         let o = xs.mdguard_host(&["status", "--json"]);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
-        let g = v["guests"]
-            .as_array()?
-            .iter()
-            .find(|g| g["domid"] == 7)?
-            .clone();
+        let g = status_guest(&v, 7)?.clone();
         (g["health"] == "degraded").then_some((o, g))
     });
     let (o, g) =

@@ -375,6 +375,14 @@ pub fn guest(sock: &Path) -> Client {
     connect(Endpoint::Socket(sock.to_path_buf()))
 }
 
+/// Guest `domid`'s entry in the output of `mdguard host status --json`.
+pub fn status_guest(status: &serde_json::Value, domid: u64) -> Option<&serde_json::Value> {
+    status["guests"]
+        .as_array()?
+        .iter()
+        .find(|g| g["domid"] == domid)
+}
+
 /// Poll `f` until it returns Some, at most `timeout`.
 pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
