@@ -18,11 +18,14 @@ mod harness;
 #[path = "../tests/xs/fixture.rs"]
 mod xs_fixture;
 
+use harness::guest::{self, agent_log, log_times};
 use harness::{Lab, LabConfig, Layout, Vm};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(300);
+/// How long mdguard may take to start watching the arrays.
+const WAIT_AGENT: Duration = Duration::from_secs(30);
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -57,29 +60,6 @@ fn r3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// `[12.345] mdguard: ...` lines containing `needle`: their timestamps.
-fn log_times(log: &str, needle: &str) -> Vec<f64> {
-    log.lines()
-        .filter(|l| l.contains(needle))
-        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
-        .collect()
-}
-
-fn start_agent(lab: &mut Lab, cfg: &str) {
-    lab.vm.sh(&format!(
-        "mkdir -p /etc/mdguard && cat > /etc/mdguard/mdguard.toml <<'EOF'\n{cfg}EOF"
-    ));
-    lab.vm
-        .sh("MDGUARD_LOG_TIMESTAMPS=1 setsid mdguard run --foreground \
-         </dev/null >>/tmp/mdguard.log 2>&1 & echo $! > /tmp/mdguard.pid");
-    lab.vm
-        .wait_for("mdguard started", Duration::from_secs(30), |vm| {
-            vm.sh("cat /tmp/mdguard.log")
-                .contains("watching md arrays")
-                .then_some(())
-        });
-}
-
 fn stop_agent(lab: &mut Lab) {
     lab.vm.sh("kill $(cat /tmp/mdguard.pid)");
     lab.vm
@@ -91,10 +71,6 @@ fn stop_agent(lab: &mut Lab) {
         });
     lab.vm
         .sh("mv /tmp/mdguard.log /tmp/mdguard.log.$(date +%s)");
-}
-
-fn agent_log(lab: &mut Lab) -> String {
-    lab.vm.sh("cat /tmp/mdguard.log")
 }
 
 /// Keep the guest's logs of a scenario under target/bench/logs/.
@@ -116,28 +92,13 @@ fn save_logs(lab: &mut Lab, name: &str) {
 const AGENT_CFG: &str = "[probe]\ninitial_interval_s = 2\nmax_interval_s = 60\ntimeout_ms = 5000\n\
 [throttle]\njitter_s = 0\n[heal]\nflap_window_s = 0\n";
 
-fn reconnect_cfg(lab: &Lab, nbd: &str, leg: usize) -> String {
-    format!(
-        "[[reconnect]]\ndevice = \"{nbd}\"\ncommand = [\"sh\", \"-c\", \"nbd-client -d /dev/{nbd} >/dev/null 2>&1; nbd-client 10.0.2.2 {} /dev/{nbd} -N leg -t 5\"]\ntimeout_s = 20\n",
-        lab.legs[leg].server.port()
-    )
-}
-
+/// A one-array lab for a heal scenario, md0 in sync.
 fn lab(name: &str, leg_mib: u64) -> Lab {
-    let mut lab = Lab::start(
+    Lab::start_clean(
         name,
-        LabConfig {
-            layout: Layout::Mirror,
-            bitmap: true,
-            nbd_timeout: Some(5),
-            leg_mib,
-            bitmap_chunk_kib: Some(1024),
-            throttle_kbps: None,
-            ..LabConfig::default()
-        },
-    );
-    lab.wait_clean("md0", WAIT);
-    lab
+        LabConfig::healing(Layout::Mirror, Some(5), leg_mib),
+        WAIT,
+    )
 }
 
 /// Kill leg 1's server and write `mib` MiB at `seek_mib` so md fails the leg.
@@ -152,9 +113,7 @@ fn fail_leg(lab: &mut Lab, seek_mib: u64, mib: u64) {
 }
 
 fn wait_healed(lab: &mut Lab) {
-    lab.wait_snapshot("md0 healed", WAIT, |s| {
-        s.get("md0", "degraded") == Some("0") && s.get("md0", "sync_action") == Some("idle")
-    });
+    lab.wait_healed("md0", WAIT);
     // let md settle (bitmap cleared, superblocks written) before the next failure
     std::thread::sleep(Duration::from_secs(2));
 }
@@ -198,7 +157,7 @@ fn bench_event(reps: usize) -> (Value, Vec<String>) {
     let mut lab = lab("bench-event", 32);
     let mut cfg = AGENT_CFG.to_string();
     cfg.push_str("# no [[reconnect]]: the leg must come back as a node of its own\n");
-    start_agent(&mut lab, &cfg);
+    guest::start_agent(&mut lab.vm, &cfg, "run --foreground", WAIT_AGENT);
     let nodes = ["nbd1", "nbd2", "nbd3"];
     let (mut lat, mut connect) = (Vec::new(), Vec::new());
     for i in 0..reps {
@@ -206,10 +165,10 @@ fn bench_event(reps: usize) -> (Value, Vec<String>) {
         fail_leg(&mut lab, 1 + i as u64 % 16, 1);
         drop_node(&mut lab, cur);
         lab.legs[1].server.restart();
-        let before = log_times(&agent_log(&mut lab), &format!("re-added {nxt}")).len();
+        let before = log_times(&agent_log(&mut lab.vm), &format!("re-added {nxt}")).len();
         let (ev, b) = connect_node(&mut lab, nxt);
         let t = lab.vm.wait_for("mdguard re-adds the new node", WAIT, |vm| {
-            let l = vm.sh("cat /tmp/mdguard.log");
+            let l = agent_log(vm);
             let t = log_times(&l, &format!("re-added {nxt}"));
             (t.len() > before).then(|| *t.last().unwrap())
         });
@@ -218,7 +177,7 @@ fn bench_event(reps: usize) -> (Value, Vec<String>) {
         eprintln!("bench: event rep {i}: {cur} -> {nxt}: uevent -> re-added {:.3} s (nbd-client returned {:.3} s after the uevent)", t - ev, b - ev);
         wait_healed(&mut lab);
     }
-    let log = agent_log(&mut lab);
+    let log = agent_log(&mut lab.vm);
     save_logs(&mut lab, "event");
     (
         json!({"usable_to_readd_s": stats(&lat), "nbd_client_returned_after_uevent_s": stats(&connect)}),
@@ -232,8 +191,8 @@ fn bench_event(reps: usize) -> (Value, Vec<String>) {
 fn bench_probe_hint(reps: usize, outage_s: u64) -> Value {
     let mut lab = lab("bench-probe", 32);
     let mut cfg = AGENT_CFG.to_string();
-    cfg.push_str(&reconnect_cfg(&lab, "nbd1", 1));
-    start_agent(&mut lab, &cfg);
+    cfg.push_str(&lab.reconnect_cfg(1, " -t 5"));
+    guest::start_agent(&mut lab.vm, &cfg, "run --foreground", WAIT_AGENT);
     let (mut probe, mut hint, mut rtt, mut outages) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
@@ -251,7 +210,7 @@ fn bench_probe_hint(reps: usize, outage_s: u64) -> Value {
         fail_leg(&mut lab, 1 + i as u64 % 16, 1);
         let left = Duration::from_secs_f64(this).saturating_sub(t_kill.elapsed());
         std::thread::sleep(left);
-        let before = log_times(&agent_log(&mut lab), "re-added nbd1").len();
+        let before = log_times(&agent_log(&mut lab.vm), "re-added nbd1").len();
         lab.legs[1].server.restart();
         let t = Instant::now();
         let usable = num(&lab.vm.sh(if hinted {
@@ -261,7 +220,7 @@ fn bench_probe_hint(reps: usize, outage_s: u64) -> Value {
         }));
         rtt.push(t.elapsed().as_secs_f64());
         let readd = lab.vm.wait_for("mdguard re-adds nbd1", WAIT, |vm| {
-            let t = log_times(&vm.sh("cat /tmp/mdguard.log"), "re-added nbd1");
+            let t = log_times(&agent_log(vm), "re-added nbd1");
             (t.len() > before).then(|| *t.last().unwrap())
         });
         let d = readd - usable;
@@ -463,7 +422,7 @@ fn outage(
     fail_leg(lab, 0, 1);
     scatter_writes(lab, mib.saturating_sub(1), leg_mib, seed);
     std::thread::sleep(Duration::from_secs(outage_s).saturating_sub(t_kill.elapsed()));
-    let before = log_times(&agent_log(lab), "re-added nbd1").len();
+    let before = log_times(&agent_log(&mut lab.vm), "re-added nbd1").len();
     // watcher: when md0 is whole again; and the guest's I/O during the resync
     let io = if with_io {
         "while [ \"$(cat /sys/block/md0/md/sync_action)\" = idle ]; do usleep 20000; done; \
@@ -480,7 +439,7 @@ fn outage(
     lab.legs[1].server.restart();
     lab.vm.sh("kill -USR1 $(cat /tmp/mdguard.pid)");
     let readd = lab.vm.wait_for("mdguard re-adds nbd1", WAIT, |vm| {
-        let t = log_times(&vm.sh("cat /tmp/mdguard.log"), "re-added nbd1");
+        let t = log_times(&agent_log(vm), "re-added nbd1");
         (t.len() > before).then(|| *t.last().unwrap())
     });
     let clean = lab
@@ -542,8 +501,8 @@ fn bench_resync(outage_s: u64, mib: u64, leg_mib: u64, throttle_kbps: u64) -> Va
     // first no throttle of mdguard's at all: no ceiling, and no division while
     // the guest's I/O is busy (the kernel's own 200000 KiB/s limit applies)
     let mut cfg = AGENT_CFG.replace("jitter_s = 0\n", "jitter_s = 0\nbusy_divisor = 1\n");
-    cfg.push_str(&reconnect_cfg(&lab, "nbd1", 1));
-    start_agent(&mut lab, &cfg);
+    cfg.push_str(&lab.reconnect_cfg(1, " -t 5"));
+    guest::start_agent(&mut lab.vm, &cfg, "run --foreground", WAIT_AGENT);
     // the guest's I/O with nothing else going on
     let base = lab.vm.sh("iolat /dev/md0 10 7");
     let mut out = vec![json!({"case": "healthy, no resync", "guest_io": parse_lat(&base)})];
@@ -582,8 +541,8 @@ fn bench_resync(outage_s: u64, mib: u64, leg_mib: u64, throttle_kbps: u64) -> Va
         "jitter_s = 0\n",
         &format!("jitter_s = 0\nmax_kbps = {throttle_kbps}\n"),
     );
-    cfg.push_str(&reconnect_cfg(&lab, "nbd1", 1));
-    start_agent(&mut lab, &cfg);
+    cfg.push_str(&lab.reconnect_cfg(1, " -t 5"));
+    guest::start_agent(&mut lab.vm, &cfg, "run --foreground", WAIT_AGENT);
     out.push(outage(
         &mut lab,
         &format!("no bitmap, guest I/O, mdguard throttle max_kbps = {throttle_kbps} (/4 while the guest's I/O is busy: the default busy_divisor)"),
@@ -620,8 +579,8 @@ fn bench_footprint(idle_s: u64) -> Value {
          echo $! > /tmp/monitor.pid"
     ));
     let mut cfg = AGENT_CFG.to_string();
-    cfg.push_str(&reconnect_cfg(&lab, "nbd1", 1));
-    start_agent(&mut lab, &cfg);
+    cfg.push_str(&lab.reconnect_cfg(1, " -t 5"));
+    guest::start_agent(&mut lab.vm, &cfg, "run --foreground", WAIT_AGENT);
     std::thread::sleep(Duration::from_secs(5));
     let clk_tck = num(&lab.vm.sh("getconf CLK_TCK 2>/dev/null || echo 100"));
     let a = [

@@ -5,7 +5,10 @@
 #   FUZZ_TARGETS="superblock" scripts/fuzz.sh 30   (a subset)
 #
 # Seeds: the shared mdstat captures (../shared/corpus/external, relative to the repo
-# root) and tests/fixtures. New inputs go to fuzz/corpus/<target> (not committed);
+# root, or $MDGUARD_CORPUS_DIR) and tests/fixtures. The shared captures are not part
+# of the repository: when they are missing the mdstat target runs on tests/fixtures
+# alone and says so; with CI=true a missing corpus is an error (exit 1).
+# New inputs go to fuzz/corpus/<target> (not committed);
 # crashes to fuzz/artifacts/<target>. Installs cargo-fuzz when it is missing. Uses
 # the nightly toolchain when rustup has it; otherwise stable with RUSTC_BOOTSTRAP=1
 # (sanitizer flags need nightly features). Exits non-zero if any target failed.
@@ -22,6 +25,20 @@ esac
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+# the shared captures, looked for once (the same rule as tests/corpus.rs)
+external="${MDGUARD_CORPUS_DIR:-../shared/corpus/external}"
+in_ci() { case "${CI:-}" in [Tt][Rr][Uu][Ee] | 1) return 0 ;; *) return 1 ;; esac; }
+
+targets="${FUZZ_TARGETS:-superblock mdstat}"
+# checked before any target runs, so CI fails at once
+if [[ " $targets " == *" mdstat "* && ! -d $external ]]; then
+	if in_ci; then
+		echo "fuzz.sh: external mdstat corpus not found: looked for $external (from $root); CI=true requires it" >&2
+		exit 1
+	fi
+	echo "fuzz.sh: external mdstat corpus not found: looked for $external (from $root); seeding mdstat from tests/fixtures only" >&2
+fi
+
 if ! cargo fuzz --version >/dev/null 2>&1; then
 	echo "fuzz.sh: installing cargo-fuzz from crates.io" >&2
 	cargo install cargo-fuzz --locked
@@ -35,14 +52,18 @@ else
 	export RUSTC_BOOTSTRAP=1
 fi
 
-targets="${FUZZ_TARGETS:-superblock mdstat}"
 status=0
 summary=()
 for target in $targets; do
 	seeds=()
 	case "$target" in
 	superblock) max_len=8192 seed_dirs=(tests/fixtures/superblock) ;;
-	mdstat) max_len=16384 seed_dirs=(../shared/corpus/external tests/fixtures/mdstat tests/fixtures) ;;
+	mdstat)
+		max_len=16384 seed_dirs=(tests/fixtures/mdstat tests/fixtures)
+		if [ -d "$external" ]; then
+			seed_dirs=("$external" "${seed_dirs[@]}")
+		fi
+		;;
 	*) max_len=8192 seed_dirs=(tests/fixtures) ;;
 	esac
 	for d in "${seed_dirs[@]}"; do

@@ -10,7 +10,8 @@
 
 mod harness;
 
-use harness::{Lab, LabConfig, Layout};
+use harness::guest::{self, check_mismatches};
+use harness::{Lab, LabConfig, Layout, Vm};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(240);
@@ -22,23 +23,9 @@ fn rounds() -> u32 {
         .unwrap_or(6)
 }
 
-fn mismatches(lab: &mut Lab) -> u64 {
-    lab.vm.sh("echo check > /sys/block/md0/md/sync_action");
-    lab.wait_snapshot("md0 check done", WAIT, |s| {
-        s.get("md0", "sync_action") == Some("idle")
-    });
-    lab.vm
-        .sh("cat /sys/block/md0/md/mismatch_cnt")
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// One guest: `rounds` times, kill leg 1's server the moment recovery ends,
-/// write 1 MiB while degraded, reconnect, `mdadm --re-add`; then check.
-fn readds(lab: &mut Lab) -> usize {
-    lab.vm
-        .sh("grep -c 're-added nbd1' /tmp/mdguard.log || true")
+/// How many times mdguard has re-added nbd1 so far.
+fn readds(vm: &mut Vm) -> usize {
+    vm.sh("grep -c 're-added nbd1' /tmp/mdguard.log || true")
         .trim()
         .parse()
         .unwrap_or(0)
@@ -71,41 +58,30 @@ fn manual_readd(lab: &mut Lab, round: u32) {
 
 /// mdguard with the shortest flap backoff and no flap limit to speak of.
 fn start_agent(lab: &mut Lab) {
-    let nbd = lab.legs[1].nbd.clone();
-    let port = lab.legs[1].server.port();
-    lab.vm.sh(&format!(
-        "mkdir -p /etc/mdguard && cat > /etc/mdguard/mdguard.toml <<'EOF'\n\
-         [throttle]\njitter_s = 0\n\
+    let cfg = format!(
+        "[throttle]\njitter_s = 0\n\
          [probe]\ninitial_interval_s = 1\nmax_interval_s = 2\ntimeout_ms = 3000\n\
-         [heal]\nflap_backoff_s = 1\nflap_backoff_max_s = 1\nflap_limit = 1000\n\
-         [[reconnect]]\ndevice = \"{nbd}\"\n\
-         command = [\"sh\", \"-c\", \"nbd-client -d /dev/{nbd} >/dev/null 2>&1; nbd-client 10.0.2.2 {port} /dev/{nbd} -N leg -t 5\"]\n\
-         timeout_s = 20\nEOF\n\
-         MDGUARD_LOG_TIMESTAMPS=1 setsid mdguard run --foreground </dev/null >/tmp/mdguard.log 2>&1 &"
-    ));
-    lab.vm
-        .wait_for("mdguard started", Duration::from_secs(20), |vm| {
-            vm.sh("cat /tmp/mdguard.log")
-                .contains("watching md arrays")
-                .then_some(())
-        });
+         [heal]\nflap_backoff_s = 1\nflap_backoff_max_s = 1\nflap_limit = 1000\n{}",
+        lab.reconnect_cfg(1, " -t 5")
+    );
+    guest::start_agent(
+        &mut lab.vm,
+        &cfg,
+        "run --foreground",
+        Duration::from_secs(20),
+    );
 }
 
+/// One guest: `rounds` times, kill leg 1's server the moment recovery ends,
+/// write 1 MiB while degraded, reconnect, `mdadm --re-add`; then check.
 fn run() -> u64 {
     let agent = std::env::var_os("MDGUARD_FLAP_AGENT").is_some();
     let t0 = Instant::now();
-    let mut lab = Lab::start(
+    let mut lab = Lab::start_clean(
         "flapint",
-        LabConfig {
-            layout: Layout::Mirror,
-            nbd_timeout: Some(5),
-            throttle_kbps: None,
-            leg_mib: 32,
-            bitmap_chunk_kib: Some(1024),
-            ..LabConfig::default()
-        },
+        LabConfig::healing(Layout::Mirror, Some(5), 32),
+        WAIT,
     );
-    lab.wait_clean("md0", WAIT);
     if agent {
         start_agent(&mut lab);
     }
@@ -120,31 +96,19 @@ fn run() -> u64 {
         });
         if agent {
             lab.legs[1].server.restart();
-            let before = readds(&mut lab);
+            let before = readds(&mut lab.vm);
             lab.vm.wait_for("mdguard re-added nbd1", WAIT, |vm| {
-                (vm.sh("grep -c 're-added nbd1' /tmp/mdguard.log || true")
-                    .trim()
-                    .parse::<usize>()
-                    .unwrap_or(0)
-                    > before)
-                    .then_some(())
+                (readds(vm) > before).then_some(())
             });
         } else {
             manual_readd(&mut lab, round);
         }
         // wait for the end of the recovery, polling as fast as the harness can
-        lab.wait_snapshot("md0 recovered", WAIT, |s| {
-            s.get("md0", "degraded") == Some("0") && s.get("md0", "sync_action") == Some("idle")
-        });
+        lab.wait_healed("md0", WAIT);
     }
     // final heal: let the bitmap settle, then compare the legs
-    lab.vm
-        .wait_for("bitmap clean", Duration::from_secs(60), |vm| {
-            vm.sh("cat /proc/mdstat")
-                .contains("bitmap: 0/")
-                .then_some(())
-        });
-    let n = mismatches(&mut lab);
+    lab.wait_bitmap_clean(Duration::from_secs(60));
+    let n = check_mismatches(&mut lab.vm, "md0", WAIT);
     eprintln!(
         "flap integrity ({} rounds, {}): mismatch_cnt {n}; {:.0} s\n{}",
         rounds(),

@@ -7,6 +7,7 @@
 
 mod harness;
 
+use harness::guest::{self, agent_log, check_mismatches, read_sha, write_data};
 use harness::xen::{nbd_connect_cmd, XenLab, GUEST, XEN_IGNORE_MSG};
 use std::time::{Duration, Instant};
 
@@ -18,22 +19,10 @@ const HEAL_WAIT: Duration = Duration::from_secs(300);
 fn start_agent(lab: &mut XenLab) {
     let cfg = "[throttle]\njitter_s = 0\n[probe]\ninitial_interval_s = 1\nmax_interval_s = 4\n\
                timeout_ms = 3000\n[report]\nxenstore = true\nprogress_interval_s = 1\n";
-    lab.domu_sh(&format!(
-        "mkdir -p /etc/mdguard && cat > /etc/mdguard/mdguard.toml <<'EOF'\n{cfg}EOF\n\
-         MDGUARD_LOG_TIMESTAMPS=1 setsid mdguard run --foreground </dev/null >/tmp/mdguard.log 2>&1 &\n\
-         echo $! > /tmp/mdguard.pid"
-    ));
-    lab.wait_domu("mdguard watching", Duration::from_secs(60), |l| {
-        l.domu_sh("cat /tmp/mdguard.log")
-            .contains("watching md arrays")
-    });
+    guest::start_agent(lab, cfg, "run --foreground", Duration::from_secs(60));
     lab.wait_domu("dom0 reads ok", Duration::from_secs(60), |l| {
         host_status(l).0 == "ok"
     });
-}
-
-fn agent_log(lab: &mut XenLab) -> String {
-    lab.domu_sh("cat /tmp/mdguard.log")
 }
 
 /// `mdguard host status` in dom0: the guest's health word and the exit code.
@@ -103,35 +92,6 @@ fn md0(lab: &mut XenLab) -> String {
     )
 }
 
-fn write_data(lab: &mut XenLab, seek_mib: u32, mib: u32) -> String {
-    lab.domu_sh(&format!(
-        "dd if=/dev/urandom of=/tmp/data bs=1M count={mib} 2>/dev/null && \
-         dd if=/tmp/data of=/dev/md0 bs=1M seek={seek_mib} oflag=direct conv=notrunc,fsync 2>/dev/null; \
-         sha256sum < /tmp/data | cut -d' ' -f1"
-    ))
-    .trim()
-    .to_string()
-}
-
-fn read_sha(lab: &mut XenLab, skip_mib: u32, mib: u32) -> String {
-    lab.domu_sh(&format!(
-        "dd if=/dev/md0 bs=1M skip={skip_mib} count={mib} iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1"
-    ))
-    .trim()
-    .to_string()
-}
-
-fn check_mismatches(lab: &mut XenLab) -> u64 {
-    lab.domu_sh("echo check > /sys/block/md0/md/sync_action");
-    lab.wait_domu("md0 check done", HEAL_WAIT, |l| {
-        l.domu_sh("cat /sys/block/md0/md/sync_action").trim() == "idle"
-    });
-    lab.domu_sh("cat /sys/block/md0/md/mismatch_cnt")
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// Slow resyncs down (md's global limits in the domU) so dom0 can watch
 /// `recovering`; mdguard leaves the global limits alone.
 fn slow_resync(lab: &mut XenLab, kbps: u32) {
@@ -147,11 +107,15 @@ fn assert_whole(lab: &mut XenLab, sha: &str, seek_mib: u32, mib: u32) {
     let mdstat = lab.domu_sh("cat /proc/mdstat");
     assert!(mdstat.contains("[UU]"), "md0 not whole:\n{mdstat}");
     assert_eq!(
-        read_sha(lab, seek_mib, mib),
+        read_sha(lab, "md0", seek_mib, mib),
         sha,
         "data written during the outage"
     );
-    assert_eq!(check_mismatches(lab), 0, "legs differ after the heal");
+    assert_eq!(
+        check_mismatches(lab, "md0", HEAL_WAIT),
+        0,
+        "legs differ after the heal"
+    );
 }
 
 fn finish(lab: &mut XenLab, t0: Instant, name: &str) {
@@ -182,7 +146,7 @@ fn server_dies_and_comes_back() {
     let mut seen = vec!["ok".to_string()];
 
     lab.legs[1].kill();
-    let sha = write_data(&mut lab, 8, 4);
+    let sha = write_data(&mut lab, "md0", 8, 4);
     lab.wait_domu("md0 degraded", Duration::from_secs(60), |l| {
         md0(l).starts_with("1 ")
     });
@@ -234,7 +198,7 @@ fn block_detach_then_attach() {
         Duration::from_secs(120),
     );
     eprintln!("dom0 block-detach: {s:?}");
-    let sha = write_data(&mut lab, 16, 4);
+    let sha = write_data(&mut lab, "md0", 16, 4);
     lab.wait_domu("md0 degraded", Duration::from_secs(60), |l| {
         md0(l).starts_with("1 ")
     });
@@ -302,7 +266,7 @@ fn dom0_controls_and_refused_writes() {
         "xenstore-chmod /local/domain/{d}/data/mdguard/health n0 r{d}"
     ));
     lab.domu_sh("mdadm /dev/md0 --fail /dev/xvdc");
-    let sha = write_data(&mut lab, 24, 2);
+    let sha = write_data(&mut lab, "md0", 24, 2);
     lab.wait_domu("refused publish logged", Duration::from_secs(60), |l| {
         agent_log(l).contains("publishing health failed")
     });

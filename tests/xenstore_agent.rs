@@ -2,10 +2,12 @@
 //! fixture's ring bridge, so xenstored applies a guest's permissions), and dom0's
 //! `mdguard host` commands acting on it. Ignored by plain `cargo test`; run
 //! tests/xs/run.sh.
+mod common;
 #[path = "xs/fixture.rs"]
 mod fixture;
 
-use fixture::{wait_for, Xenstored};
+use common::copy_tree;
+use fixture::{status_guest, wait_for, Xenstored};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -16,19 +18,6 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn copy_tree(src: &Path, dst: &Path) {
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&to).unwrap();
-            copy_tree(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
     }
 }
 
@@ -74,11 +63,7 @@ fn agent_reports_to_dom0_and_obeys_its_requests() {
     let status = wait_for(Duration::from_secs(20), || {
         let o = xs.mdguard_host(&["status", "--json"]);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
-        let g = v["guests"]
-            .as_array()?
-            .iter()
-            .find(|g| g["domid"] == 7)?
-            .clone();
+        let g = status_guest(&v, 7)?.clone();
         (g["health"] == "degraded").then_some((o, g))
     });
     let (o, g) =

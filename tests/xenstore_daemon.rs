@@ -5,19 +5,13 @@
 #[path = "xs/fixture.rs"]
 mod fixture;
 
-use fixture::{wait_for, Xenstored};
+use fixture::{guest, wait_for, Xenstored};
 use mdguard::xenstore::wire::{self, MsgType, WireError};
 use mdguard::xenstore::{Access, Client, Endpoint, Error, Perm, XsErrno};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn guest(sock: &std::path::Path) -> Client {
-    let mut g = Client::connect(Endpoint::Socket(sock.to_path_buf())).unwrap();
-    g.set_timeout(Duration::from_secs(5));
-    g
-}
 
 #[test]
 #[ignore = "needs xenstored: run tests/xs/provision.sh (scripts/test-all.sh does)"]

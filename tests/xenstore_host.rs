@@ -4,21 +4,15 @@
 #[path = "xs/fixture.rs"]
 mod fixture;
 
-use fixture::{wait_for, Xenstored};
+use fixture::{guest, status_guest, wait_for, Xenstored};
 use mdguard::report::publisher::{PublishConfig, Publisher};
 use mdguard::report::schema::{ArraySummary, ControlEvent, ControlState, Health};
-use mdguard::xenstore::{Access, Client, Endpoint, Error, Perm, XsErrno};
+use mdguard::xenstore::{Access, Client, Error, Perm, XsErrno};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn out(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn guest(sock: &std::path::Path) -> Client {
-    let mut g = Client::connect(Endpoint::Socket(sock.to_path_buf())).unwrap();
-    g.set_timeout(Duration::from_secs(5));
-    g
 }
 
 fn md(name: &str, health: Health, sync: Option<f32>) -> ArraySummary {
@@ -100,21 +94,11 @@ fn status_lists_guests_and_exits_with_the_worst() {
     assert_eq!(o.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["worst"], "degraded");
-    let g6 = v["guests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["domid"] == 6)
-        .unwrap();
+    let g6 = status_guest(&v, 6).unwrap();
     assert_eq!(g6["name"], "db");
     assert_eq!(g6["updated"], 1000);
     assert_eq!(g6["arrays"]["md1"]["members"][1][1], "faulty");
-    let g7 = v["guests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["domid"] == 7)
-        .unwrap();
+    let g7 = status_guest(&v, 7).unwrap();
     assert!(g7["health"].is_null());
 
     // Recovering only -> 1; all ok -> 0.

@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod agree;
+pub mod guest;
 pub mod proc;
 pub mod storage;
 pub mod vm;
@@ -307,6 +308,22 @@ impl Default for LabConfig {
     }
 }
 
+impl LabConfig {
+    /// What the heal scenarios run on (tests/vm_heal.rs, the flap experiment,
+    /// the bench): a 1 MiB bitmap chunk, so an outage's writes dirty only what
+    /// they touch, and no resync ceiling.
+    pub fn healing(layout: Layout, nbd_timeout: Option<u32>, leg_mib: u64) -> LabConfig {
+        LabConfig {
+            layout,
+            nbd_timeout,
+            throttle_kbps: None,
+            leg_mib,
+            bitmap_chunk_kib: Some(1024),
+            ..LabConfig::default()
+        }
+    }
+}
+
 pub struct Leg {
     pub server: StorageServer,
     /// Guest block device of the whole leg, e.g. "nbd0".
@@ -420,6 +437,17 @@ impl Lab {
         lab
     }
 
+    /// [`Lab::start`], then wait up to `timeout` until every array has
+    /// finished its initial resync.
+    pub fn start_clean(name: &str, cfg: LabConfig, timeout: Duration) -> Lab {
+        let mut lab = Lab::start(name, cfg);
+        let names: Vec<String> = lab.arrays.iter().map(|a| a.name.clone()).collect();
+        for md in names {
+            lab.wait_clean(&md, timeout);
+        }
+        lab
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -454,6 +482,17 @@ impl Lab {
             Duration::from_secs(30),
             |vm| (vm.run(&check, vm::STEP_TIMEOUT).status == 0).then_some(()),
         );
+    }
+
+    /// The agent's `[[reconnect]]` table for leg `i`: drop the node's dead
+    /// connection, connect it to the leg's server again; `opts` go at the end
+    /// of the `nbd-client` line (e.g. ` -t 5`).
+    pub fn reconnect_cfg(&self, i: usize, opts: &str) -> String {
+        format!(
+            "[[reconnect]]\ndevice = \"{0}\"\ncommand = [\"sh\", \"-c\", \"nbd-client -d /dev/{0} >/dev/null 2>&1; nbd-client 10.0.2.2 {1} /dev/{0} -N leg{opts}\"]\ntimeout_s = 20\n",
+            self.legs[i].nbd,
+            self.legs[i].server.port()
+        )
     }
 
     /// `nbd-client -d`: drop the (dead) connection of leg `i`.
@@ -511,6 +550,23 @@ impl Lab {
                 && s.get(&md, "degraded") == Some("0")
                 && !matches!(s.get(&md, "resync_start"), Some(r) if r != "none")
         })
+    }
+
+    /// Wait until `md` has both legs again and no sync running (a heal done).
+    pub fn wait_healed(&mut self, md: &str, timeout: Duration) -> Snapshot {
+        self.wait_snapshot(&format!("{md} healed"), timeout, |s| {
+            s.get(md, "degraded") == Some("0") && s.get(md, "sync_action") == Some("idle")
+        })
+    }
+
+    /// Wait until md has cleared the bitmap: every counter back to zero frees
+    /// every page (`bitmap: 0/N pages` in mdstat).
+    pub fn wait_bitmap_clean(&mut self, timeout: Duration) {
+        self.vm.wait_for("bitmap clean", timeout, |vm| {
+            vm.sh("cat /proc/mdstat")
+                .contains("bitmap: 0/")
+                .then_some(())
+        });
     }
 
     /// Record a stage: mdstat text and sysfs snapshot, taken back to back,

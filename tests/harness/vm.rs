@@ -27,6 +27,20 @@ pub struct Step {
     pub stderr: String,
 }
 
+impl Step {
+    /// The stdout of a step that had to succeed; otherwise what the test
+    /// failure says: `who` (guest, dom0, domU) ran `script` and how it failed.
+    pub fn stdout_if_ok(self, who: &str, script: &str) -> Result<String, String> {
+        if self.status == 0 {
+            return Ok(self.stdout);
+        }
+        Err(format!(
+            "{who} step failed (status {}): {script}\nstdout: {}\nstderr: {}",
+            self.status, self.stdout, self.stderr
+        ))
+    }
+}
+
 pub struct Vm {
     proc: Proc,
     stream: UnixStream,
@@ -209,13 +223,8 @@ impl Vm {
     /// Run a script that must succeed; its stdout.
     pub fn sh(&mut self, script: &str) -> String {
         let s = self.run(script, STEP_TIMEOUT);
-        if s.status != 0 {
-            self.fail(&format!(
-                "guest step failed (status {}): {script}\nstdout: {}\nstderr: {}",
-                s.status, s.stdout, s.stderr
-            ));
-        }
-        s.stdout
+        s.stdout_if_ok("guest", script)
+            .unwrap_or_else(|e| self.fail(&e))
     }
 
     /// Read a guest file (trimmed); None if it cannot be read.

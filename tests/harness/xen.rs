@@ -13,9 +13,9 @@
 //! through dom0 over a test-only xenstore channel under the guest's
 //! `data/test/` (tests/xen/guest/domu-ctl, domu-run).
 
-use super::b64_encode;
 use super::storage::{ImageFormat, StorageServer};
 use super::vm::{Step, Vm};
+use super::{b64_encode, mtime, repo};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -33,14 +33,6 @@ pub struct XenAssets {
     pub xen: PathBuf,
     pub vmlinux: PathBuf,
     pub dom0_initramfs: PathBuf,
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn mtime(p: &Path) -> Option<std::time::SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
 /// Find the assets, failing loudly when tests/xen/provision.sh has not run,
@@ -304,13 +296,8 @@ impl XenLab {
     /// Run a dom0 step that must succeed; its stdout.
     pub fn dom0_sh(&mut self, script: &str) -> String {
         let s = self.dom0.run(script, STEP_TIMEOUT);
-        if s.status != 0 {
-            self.fail(&format!(
-                "dom0 step failed (status {}): {script}\nstdout: {}\nstderr: {}",
-                s.status, s.stdout, s.stderr
-            ));
-        }
-        s.stdout
+        s.stdout_if_ok("dom0", script)
+            .unwrap_or_else(|e| self.fail(&e))
     }
 
     /// Run a script in the domU (through dom0 and the xenstore channel).
@@ -339,13 +326,8 @@ impl XenLab {
     /// Run a domU script that must succeed; its stdout.
     pub fn domu_sh(&mut self, script: &str) -> String {
         let s = self.domu(script, STEP_TIMEOUT);
-        if s.status != 0 {
-            self.fail(&format!(
-                "domU step failed (status {}): {script}\nstdout: {}\nstderr: {}",
-                s.status, s.stdout, s.stderr
-            ));
-        }
-        s.stdout
+        s.stdout_if_ok("domU", script)
+            .unwrap_or_else(|e| self.fail(&e))
     }
 
     /// md `md` in the domU is in sync with nothing running or queued.

@@ -134,9 +134,7 @@ impl Xenstored {
 
     /// A dom0 client over the socket.
     pub fn client(&self) -> Client {
-        let mut c = Client::connect(self.endpoint()).unwrap();
-        c.set_timeout(Duration::from_secs(5));
-        c
+        connect(self.endpoint())
     }
 
     /// SIGKILL and reap.
@@ -362,6 +360,27 @@ impl Drop for GuestBridge {
             let _ = t.join();
         }
     }
+}
+
+/// A client of `endpoint` whose requests time out after 5 s.
+fn connect(endpoint: Endpoint) -> Client {
+    let mut c = Client::connect(endpoint).unwrap();
+    c.set_timeout(Duration::from_secs(5));
+    c
+}
+
+/// A client of the guest socket that [`Xenstored::add_guest`] returned: it
+/// acts as that guest domain.
+pub fn guest(sock: &Path) -> Client {
+    connect(Endpoint::Socket(sock.to_path_buf()))
+}
+
+/// Guest `domid`'s entry in the output of `mdguard host status --json`.
+pub fn status_guest(status: &serde_json::Value, domid: u64) -> Option<&serde_json::Value> {
+    status["guests"]
+        .as_array()?
+        .iter()
+        .find(|g| g["domid"] == domid)
 }
 
 /// Poll `f` until it returns Some, at most `timeout`.
