@@ -6,7 +6,7 @@
 mod harness;
 
 use harness::guest::{self, agent_log, check_mismatches, log_times, read_sha, write_data};
-use harness::{Lab, LabConfig, Layout, IGNORE_MSG};
+use harness::{ImageFormat, Lab, LabConfig, Layout, StorageServer, IGNORE_MSG};
 use std::time::{Duration, Instant};
 
 const HEAL_WAIT: Duration = Duration::from_secs(240);
@@ -296,45 +296,82 @@ fn flapping_server_backs_off_then_heals_on_request() {
     assert_eq!(mismatches, 0);
 }
 
-/// Scenario 5: while md0 is degraded, a disk carrying another array's superblock
-/// and a stale copy of md0's surviving leg appear: neither is touched.
+/// Scenario 5: while md0 is degraded, disks that carry md superblocks appear:
+/// over the legs' own transport, another array's leg (nbd2) and a stale copy of
+/// md0's surviving leg (nbd3), each served by a storage server of its own; and
+/// locally, the same two on loop devices. The nbd ones are probed and refused
+/// by their superblocks; the local ones are not even probed (a loop device or a
+/// dm snapshot is where stale copies of legs live). None is touched.
 #[test]
 #[ignore = "VM test: run tests/vm/provision.sh first (scripts/test-all.sh does)"]
 fn foreign_and_stale_disks_are_never_touched() {
     let t0 = Instant::now();
     let mut lab = lab("heal-foreign", Layout::Mirror, Some(5), 32);
-    // a foreign array's leg, made while no agent runs
+    let connect = |lab: &mut Lab, nbd: &str, port: u16| {
+        lab.vm.sh(&format!(
+            "nbd-client 10.0.2.2 {port} /dev/{nbd} -N {}",
+            harness::storage::EXPORT
+        ));
+        let check = format!("[ \"$(cat /sys/block/{nbd}/size)\" -gt 0 ]");
+        lab.vm.wait_for(
+            &format!("/dev/{nbd} connected"),
+            Duration::from_secs(30),
+            |vm| (vm.run(&check, Duration::from_secs(10)).status == 0).then_some(()),
+        );
+    };
+    // another array's leg, made while no agent runs: locally and over nbd
     lab.vm.sh(
         "dd if=/dev/zero of=/tmp/f0 bs=1M count=16 2>/dev/null && dd if=/dev/zero of=/tmp/f1 bs=1M count=16 2>/dev/null && \
          losetup /dev/loop0 /tmp/f0 && losetup /dev/loop1 /tmp/f1 && \
          mdadm --create /dev/md9 --run --level=1 --raid-devices=2 --metadata=1.2 --assume-clean /dev/loop0 /dev/loop1 >/dev/null 2>&1 && \
          mdadm --stop /dev/md9 >/dev/null 2>&1 && losetup -d /dev/loop0 && losetup -d /dev/loop1",
     );
+    let foreign = StorageServer::create(lab.dir(), "foreign", 16, ImageFormat::Raw);
+    connect(&mut lab, "nbd2", foreign.port());
+    lab.vm.sh(
+        "mdadm --create /dev/md8 --run --level=1 --raid-devices=2 --metadata=1.2 --assume-clean /dev/nbd2 missing >/dev/null 2>&1 && \
+         mdadm --stop /dev/md8 >/dev/null 2>&1 && nbd-client -d /dev/nbd2 >/dev/null 2>&1",
+    );
     start_agent(&mut lab, "", "");
     kill_and_write(&mut lab, "md0", 4, 1);
-    // a stale copy of the surviving leg (role 0 of md0)
+    // a stale copy of the surviving leg (role 0 of md0): in the guest from nbd0,
+    // and on the host from leg 0's image, served as a disk of its own
     lab.vm.sh("dd if=/dev/nbd0 of=/tmp/stale bs=1M 2>/dev/null");
+    let stale_img = lab.dir().join("stale.raw");
+    std::fs::copy(lab.legs[0].server.image(), &stale_img).expect("copy leg 0's image");
+    let stale = StorageServer::serve(lab.dir(), "stale", stale_img, ImageFormat::Raw);
+    connect(&mut lab, "nbd2", foreign.port());
+    connect(&mut lab, "nbd3", stale.port());
     lab.vm
         .sh("losetup /dev/loop2 /tmp/f0 && losetup /dev/loop3 /tmp/stale");
+    let judged = [
+        "nbd2: carries md superblock",
+        "nbd3: not added to md0",
+        "loop2: not considered as a returning leg",
+        "loop3: not considered as a returning leg",
+    ];
     lab.vm
-        .wait_for("both disks judged", Duration::from_secs(60), |vm| {
+        .wait_for("every disk judged", Duration::from_secs(60), |vm| {
             let l = agent_log(vm);
-            (l.contains("loop2: carries md superblock") && l.contains("loop3: not added to md0"))
-                .then_some(())
+            judged.iter().all(|j| l.contains(j)).then_some(())
         });
     std::thread::sleep(Duration::from_secs(3));
     let s = lab.snapshot();
-    assert!(s.member("md0", "loop2").is_none() && s.member("md0", "loop3").is_none());
+    for dev in ["nbd2", "nbd3", "loop2", "loop3"] {
+        assert!(s.member("md0", dev).is_none(), "{dev} was added");
+    }
     assert_eq!(s.get("md0", "degraded"), Some("1"));
     let log = agent_log(&mut lab.vm);
-    assert_eq!(
-        log.matches("loop2: carries md superblock").count(),
-        1,
-        "logged once:\n{log}"
+    for j in judged {
+        assert_eq!(log.matches(j).count(), 1, "{j}: logged once:\n{log}");
+    }
+    assert!(
+        log.contains("nbd3: not added to md0: slot 0 is held by another in-sync leg"),
+        "{log}"
     );
     assert!(
-        log.contains("slot 0 is held by another in-sync leg"),
-        "{log}"
+        !log.contains("loop2: carries md superblock"),
+        "loop devices are never probed:\n{log}"
     );
     finish(&mut lab, t0, "foreign disk");
 }

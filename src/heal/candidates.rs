@@ -3,10 +3,10 @@
 
 use super::action::{log, Action, Ms, ProbeOutcome, SEC};
 use super::engine::Engine;
-use super::event::Event;
+use super::event::{Event, NotALeg};
 use super::leg::{Episode, Leg, LegState, Phase};
 use super::membership::verdict;
-use crate::md::identity::same_uuid;
+use crate::md::identity::{never_a_leg, same_uuid, transport};
 use crate::md::model::{Array, Snapshot};
 use crate::md::superblock::Role;
 
@@ -36,6 +36,26 @@ impl Engine {
         if !any_degraded {
             return;
         }
+        // the transports the degraded arrays' legs come over (members md lists,
+        // and legs mdguard tracks that md no longer does)
+        let degraded: Vec<&str> = managed
+            .iter()
+            .filter(|a| a.degraded.unwrap_or(0) > 0)
+            .map(|a| a.name.as_str())
+            .collect();
+        let mut transports: Vec<&str> = managed
+            .iter()
+            .filter(|a| degraded.contains(&a.name.as_str()))
+            .flat_map(|a| a.members.iter().map(|m| transport(&m.device)))
+            .chain(
+                self.legs
+                    .values()
+                    .filter(|l| degraded.contains(&l.array.as_str()))
+                    .map(|l| transport(&l.device)),
+            )
+            .collect();
+        transports.sort_unstable();
+        transports.dedup();
         for d in cands {
             // a leg mdguard is already bringing back is not a stranger
             let known_leg = self
@@ -45,8 +65,23 @@ impl Engine {
             let in_any = managed
                 .iter()
                 .any(|a| a.members.iter().any(|m| m.device == d));
-            if !known_leg && !in_any {
-                out.push(Action::Probe { device: d });
+            if known_leg || in_any {
+                continue;
+            }
+            let why = if never_a_leg(&d) {
+                Some(NotALeg::LocalCopy)
+            } else if !transports.contains(&transport(&d)) {
+                Some(NotALeg::OtherTransport)
+            } else {
+                None
+            };
+            match why {
+                None => out.push(Action::Probe { device: d }),
+                Some(why) if !self.not_candidates.contains(&d) => {
+                    self.not_candidates.push(d.clone());
+                    out.push(log(Event::NotACandidate { device: d, why }));
+                }
+                Some(_) => {}
             }
         }
     }

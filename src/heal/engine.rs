@@ -38,6 +38,9 @@ pub struct Engine {
     pub arrays: BTreeMap<String, ArrayMem>,
     /// Devices whose superblock was refused, to log once.
     pub(super) refused_logged: Vec<String>,
+    /// Devices said once not to be candidates at all (by their name alone, so a
+    /// change of content does not make them one).
+    pub(super) not_candidates: Vec<String>,
     /// Devices seen appearing that may be a returning leg.
     pub(super) candidates: Vec<String>,
     /// The managed arrays as last seen (to judge a sibling's array).
@@ -52,6 +55,7 @@ impl Engine {
             legs: BTreeMap::new(),
             arrays: BTreeMap::new(),
             refused_logged: Vec::new(),
+            not_candidates: Vec::new(),
             candidates: Vec::new(),
             last: Vec::new(),
             rng: seed | 1,

@@ -113,6 +113,11 @@ pub enum Event {
         array: String,
         failure: Failure,
     },
+    /// A device that appeared is not considered as a returning leg at all.
+    NotACandidate {
+        device: String,
+        why: NotALeg,
+    },
     /// A device carries the superblock of no managed array.
     ForeignDevice {
         device: String,
@@ -199,6 +204,16 @@ pub enum Event {
     },
 }
 
+/// Why a device that appeared is never probed as a returning leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotALeg {
+    /// A loop, device-mapper, zram, RAM or optical device, or md itself: a local
+    /// copy of a leg may carry its superblock.
+    LocalCopy,
+    /// No leg of a degraded array comes over its transport.
+    OtherTransport,
+}
+
 impl Event {
     pub fn level(&self) -> Severity {
         use Event::*;
@@ -230,6 +245,7 @@ impl Event {
             | ReAdded { .. }
             | ReAddRefused { .. }
             | ForeignDevice { .. }
+            | NotACandidate { .. }
             | NewDevice { .. }
             | MakingRoom { .. }
             | ReconnectFailed { .. }
@@ -369,6 +385,15 @@ impl fmt::Display for Event {
             SpeedNotSet { array, failure } => {
                 write!(f, "{array}: could not set sync speed limits: {failure}")
             }
+            NotACandidate { device, why } => write!(
+                f,
+                "{device}: not considered as a returning leg: {}",
+                match why {
+                    NotALeg::LocalCopy =>
+                        "a loop, device-mapper, zram, RAM or optical device may hold a local copy of a leg",
+                    NotALeg::OtherTransport => "no leg of a degraded array comes over its transport",
+                }
+            ),
             ForeignDevice { device, uuid } => write!(
                 f,
                 "{device}: carries md superblock {uuid} of no array mdguard manages; not touched"

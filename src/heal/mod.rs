@@ -40,7 +40,7 @@ pub mod throttle;
 
 pub use action::{Action, Errno, Failure, Ms, Outcome, ProbeOutcome, SbFacts};
 pub use engine::{ArrayMem, Engine, Env};
-pub use event::{Event, Flap};
+pub use event::{Event, Flap, NotALeg};
 pub use leg::{Attempt, Episode, Leg, LegState, NextProbe, Phase};
 pub use membership::{verdict, Refusal};
 

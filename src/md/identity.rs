@@ -138,6 +138,36 @@ pub fn on_disk(dev: &str, disk: &str) -> bool {
     num.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The transport a block device's name says it comes over: `nbd` for `nbd1p2`,
+/// `xvd` for `xvdb2`, `sd` for `sda`, `vd` for `vdb`, `loop`, `dm` for `dm-3`,
+/// `nvme` for `nvme0n1`: the name's leading letters, where the disk letters of
+/// `xvd`, `sd`, `vd` and `hd` names are not part of it.
+pub fn transport(dev: &str) -> &str {
+    for p in ["xvd", "sd", "vd", "hd"] {
+        if dev
+            .strip_prefix(p)
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_lowercase()))
+        {
+            return p;
+        }
+    }
+    let end = dev
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(dev.len());
+    &dev[..end]
+}
+
+/// Devices that are never the returning leg of a mirror whose legs come from
+/// storage servers: local copies and stacked devices (a loop device on a backup
+/// image, a device-mapper or LVM snapshot, zram and RAM disks, optical drives,
+/// md itself). Such a device may well carry a copy of a leg's superblock.
+pub fn never_a_leg(dev: &str) -> bool {
+    matches!(
+        transport(dev),
+        "loop" | "dm" | "zram" | "ram" | "sr" | "md" | "fd" | "nullb" | "zd"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +213,31 @@ mod tests {
         ));
         assert!(!same_uuid("", ""));
         assert!(!same_uuid("0fbf5f2c", "0fbf5f2c"));
+    }
+
+    #[test]
+    fn transports_by_name() {
+        for (dev, t) in [
+            ("nbd1", "nbd"),
+            ("nbd1p2", "nbd"),
+            ("xvdb", "xvd"),
+            ("xvdaa3", "xvd"),
+            ("sda", "sd"),
+            ("sdb1", "sd"),
+            ("vdc", "vd"),
+            ("loop0", "loop"),
+            ("dm-3", "dm"),
+            ("nvme0n1p1", "nvme"),
+            ("sr0", "sr"),
+            ("zram0", "zram"),
+        ] {
+            assert_eq!(transport(dev), t, "{dev}");
+        }
+        for dev in ["loop3", "dm-0", "zram1", "ram0", "sr0", "md127"] {
+            assert!(never_a_leg(dev), "{dev}");
+        }
+        for dev in ["nbd2", "xvdd", "sdc", "vdb", "nvme1n1"] {
+            assert!(!never_a_leg(dev), "{dev}");
+        }
     }
 }

@@ -90,18 +90,53 @@ fn never_by_name_alone_foreign_superblock_is_never_added_and_logged_once() {
     assert_eq!(m.leg(&e).phase(), Phase::Refused);
     assert_eq!(e.next_deadline(), None);
     assert!(actions(&e.on_snapshot(&m.faulty(), &Env::default(), 1000 * S)).is_empty());
-    // a foreign disk appearing: probed, never added, logged once
-    e.on_device("sdz");
+    // a foreign disk appearing on the legs' transport: probed, never added,
+    // logged once
+    e.on_device("nbd7");
     let a = e.on_snapshot(&m.faulty(), &Env::default(), 1001 * S);
-    assert!(actions(&a).contains(&probe("sdz")));
-    let a = e.on_probe(&m.faulty(), "sdz", sb(OTHER, 0, 5), 1001 * S);
+    assert!(actions(&a).contains(&probe("nbd7")));
+    let a = e.on_probe(&m.faulty(), "nbd7", sb(OTHER, 0, 5), 1001 * S);
     assert_eq!(
         a,
         vec![Action::Log(Event::ForeignDevice {
-            device: "sdz".into(),
+            device: "nbd7".into(),
             uuid: OTHER.into()
         })]
     );
-    let a = e.on_probe(&m.faulty(), "sdz", sb(OTHER, 0, 5), 1002 * S);
+    let a = e.on_probe(&m.faulty(), "nbd7", sb(OTHER, 0, 5), 1002 * S);
     assert!(a.is_empty(), "logged once: {a:?}");
+}
+
+/// A local copy of a leg (a loop device on a backup image, a dm or LVM snapshot)
+/// carries the leg's very superblock: it is never even probed. Nor is a device
+/// on a transport none of the degraded array's legs use. Each is said once.
+#[test]
+fn local_copies_and_other_transports_are_never_probed() {
+    let m = XVD;
+    let mut e = engine();
+    e.on_snapshot(&m.healthy(), &Env::default(), 0);
+    e.on_snapshot(&m.gone(), &Env::default(), 1);
+    for dev in ["loop0", "dm-2", "zram0", "sdb", "xvdd"] {
+        e.on_device(dev);
+    }
+    let a = e.on_snapshot(&m.gone(), &Env::default(), 2);
+    let probed: Vec<Action> = actions(&a)
+        .into_iter()
+        .filter(|x| matches!(x, Action::Probe { .. }))
+        .collect();
+    assert_eq!(probed, vec![probe("xvdd")], "{a:?}");
+    let said = |dev: &str, why: NotALeg| {
+        events(&a).contains(&Event::NotACandidate {
+            device: dev.into(),
+            why,
+        })
+    };
+    for dev in ["loop0", "dm-2", "zram0"] {
+        assert!(said(dev, NotALeg::LocalCopy), "{dev}: {a:?}");
+    }
+    assert!(said("sdb", NotALeg::OtherTransport), "{a:?}");
+    // seen again: not probed, not said again
+    e.on_device("loop0");
+    let a = e.on_snapshot(&m.gone(), &Env::default(), 3);
+    assert!(a.is_empty(), "{a:?}");
 }
