@@ -56,6 +56,12 @@ fn killed_server_comes_back_and_is_readded() {
     let _ = IGNORE_MSG;
     let t0 = Instant::now();
     let mut lab = lab("heal-kill", Layout::Mirror, Some(5), 64);
+    // nbd1 is write-mostly and failfast: md forgets both when the leg is
+    // removed, so the heal must ask for them again
+    let state = "/sys/block/md0/md/dev-nbd1/state";
+    lab.vm.sh(&format!(
+        "echo writemostly > {state} && echo failfast > {state}"
+    ));
     start_agent(&mut lab, "", "");
 
     lab.legs[1].server.kill();
@@ -81,6 +87,14 @@ fn killed_server_comes_back_and_is_readded() {
         0,
         "legs differ after heal"
     );
+    let healed = lab.vm.read(state).unwrap_or_default();
+    for word in ["in_sync", "write_mostly", "failfast"] {
+        assert!(
+            healed.split(',').any(|w| w.trim() == word),
+            "nbd1's state after the heal: {healed}\n{log}"
+        );
+    }
+    assert!(!healed.contains("write_error"), "{healed}\n{log}");
     // the bitmap limited the copy: far less than the 64 MiB leg
     assert!(
         copied_kib < 32 * 1024,

@@ -30,6 +30,27 @@ pub struct SbFacts {
     pub roles: Vec<Role>,
 }
 
+/// A member's flags that ADD_NEW_DISK takes from its request (and clears when not
+/// asked): kept from when the leg was last listed, so a remove and add does not
+/// drop them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LegFlags {
+    /// Reads go to the other legs unless they fail (`write_mostly`).
+    pub write_mostly: bool,
+    /// Errors fail the leg at once instead of retrying (`failfast`).
+    pub failfast: bool,
+}
+
+impl LegFlags {
+    /// The flags md shows in a member's state words.
+    pub fn of(m: &crate::md::model::Member) -> LegFlags {
+        LegFlags {
+            write_mostly: m.has_state("write_mostly"),
+            failfast: m.has_state("failfast"),
+        }
+    }
+}
+
 /// Outcome of reading a device's superblock area with O_DIRECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeOutcome {
@@ -72,6 +93,9 @@ pub enum Action {
         device: String,
         role: Option<u32>,
         dev_number: Option<u32>,
+        /// The member's write-mostly/failfast flags, which md forgets with the
+        /// member and ADD_NEW_DISK sets only when asked.
+        flags: LegFlags,
     },
     /// Write sync_speed_min/max (`None` = `system`).
     SetSpeed {

@@ -1,7 +1,7 @@
 //! New-node candidates: a block device that appears (a vbd re-attached as xvdd)
 //! may be a returning leg; its superblock says which array, if any.
 
-use super::action::{log, Action, Ms, ProbeOutcome, SEC};
+use super::action::{log, Action, LegFlags, Ms, ProbeOutcome, SEC};
 use super::engine::Engine;
 use super::event::{Event, NotALeg};
 use super::leg::{Episode, Leg, LegState, Phase};
@@ -138,7 +138,16 @@ impl Engine {
             sb: sb.clone(),
             episode,
         };
-        let leg = Leg::new(&a.name, device, role, false, state);
+        let mut leg = Leg::new(&a.name, device, role, false, state);
+        // the node it replaces (md still lists it, faulty, with its descriptor
+        // number) had the leg's flags
+        if let Some(old) = a
+            .members
+            .iter()
+            .find(|m| m.faulty && m.device != device && m.descriptor == Some(sb.dev_number))
+        {
+            leg.flags = LegFlags::of(old);
+        }
         out.push(log(Event::NewDevice {
             array: a.name.clone(),
             device: device.to_string(),

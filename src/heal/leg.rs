@@ -37,7 +37,7 @@
 //! leg keeps its state (the call is ignored), so a bug cannot turn a leg the
 //! wrong way.
 
-use super::action::{Action, Ms, SbFacts};
+use super::action::{Action, LegFlags, Ms, SbFacts};
 use crate::md::superblock::Role;
 use std::fmt;
 
@@ -162,7 +162,7 @@ pub enum Attempt {
 
 impl Attempt {
     /// The action that carries the attempt out.
-    pub fn action(self, array: &str, device: &str) -> Action {
+    pub fn action(self, array: &str, device: &str, flags: LegFlags) -> Action {
         let (array, device) = (array.to_string(), device.to_string());
         match self {
             Attempt::ReAdd => Action::ReAdd { array, device },
@@ -171,12 +171,14 @@ impl Attempt {
                 device,
                 role: Some(role),
                 dev_number: Some(dev_number),
+                flags,
             },
             Attempt::Spare => Action::Add {
                 array,
                 device,
                 role: None,
                 dev_number: None,
+                flags,
             },
         }
     }
@@ -288,6 +290,8 @@ pub struct Leg {
     pub added_at: Option<Ms>,
     /// Failures within the flap window after a re-add, in a row.
     pub flaps: u32,
+    /// Its flags as md last listed them (kept across a remove and add).
+    pub flags: LegFlags,
     state: LegState,
 }
 
@@ -301,6 +305,7 @@ impl Leg {
             bound,
             added_at: None,
             flaps: 0,
+            flags: LegFlags::default(),
             state,
         }
     }
@@ -656,7 +661,7 @@ impl Leg {
             |s| matches!(s, LegState::Confirming { .. }),
             LegState::Adding { attempt, episode },
         );
-        Some(attempt.action(&self.array, &self.device))
+        Some(attempt.action(&self.array, &self.device, self.flags))
     }
 
     /// confirming -> needs-admin: confirmed, but no add is safe without an admin
@@ -727,7 +732,7 @@ impl Leg {
                 episode,
             },
         );
-        Attempt::Spare.action(&self.array, &self.device)
+        Attempt::Spare.action(&self.array, &self.device, self.flags)
     }
 
     /// adding -> needs-admin: no add left to try.

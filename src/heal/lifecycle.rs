@@ -1,7 +1,7 @@
 //! A leg's life: failure (and flapping), probing, the add, and what each action's
 //! outcome means for it.
 
-use super::action::{log, Action, Errno, Ms, Outcome, ProbeOutcome, SEC};
+use super::action::{log, Action, Errno, LegFlags, Ms, Outcome, ProbeOutcome, SEC};
 use super::engine::Engine;
 use super::event::{Event, Flap};
 use super::leg::{Attempt, Leg, LegState, NextProbe, Phase};
@@ -20,6 +20,8 @@ impl Engine {
                 .entry(key)
                 .or_insert_with(|| Leg::new(&a.name, &m.device, m.slot, true, LegState::HEALTHY));
             leg.bound = true;
+            // md lists a faulty member's flags too; they go with the member
+            leg.flags = LegFlags::of(m);
             if m.faulty {
                 if matches!(leg.phase(), Phase::Healthy | Phase::Failing) {
                     // a new failure

@@ -38,7 +38,7 @@ pub mod reconnect;
 pub mod stall;
 pub mod throttle;
 
-pub use action::{Action, Errno, Failure, Ms, Outcome, ProbeOutcome, SbFacts};
+pub use action::{Action, Errno, Failure, LegFlags, Ms, Outcome, ProbeOutcome, SbFacts};
 pub use engine::{ArrayMem, Engine, Env};
 pub use event::{Event, Flap, NotALeg};
 pub use leg::{Attempt, Episode, Leg, LegState, NextProbe, Phase};

@@ -130,7 +130,8 @@ impl Dispatcher {
                     device,
                     role,
                     dev_number,
-                } => kernel::add_disk(&self.root, array, device, *role, *dev_number),
+                    flags,
+                } => kernel::add_disk(&self.root, array, device, *role, *dev_number, *flags),
                 Action::SetSpeed { array, min, max } => {
                     kernel::set_speed(&self.root, array, *min, *max)
                 }

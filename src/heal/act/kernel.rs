@@ -2,7 +2,7 @@
 //! ADD_NEW_DISK ioctl, an O_DIRECT superblock read), thin on purpose and proven in
 //! the VM harness (tests/vm_*).
 
-use crate::heal::{Errno, Failure, Outcome, ProbeOutcome, SbFacts};
+use crate::heal::{Errno, Failure, LegFlags, Outcome, ProbeOutcome, SbFacts};
 use crate::md::superblock::{self, SbError};
 use crate::root::Root;
 use std::fs::{self, OpenOptions};
@@ -85,6 +85,8 @@ pub struct MduDiskInfo {
 
 const MD_DISK_ACTIVE: i32 = 1;
 const MD_DISK_SYNC: i32 = 2;
+const MD_DISK_WRITEMOSTLY: i32 = 9;
+const MD_DISK_FAILFAST: i32 = 10;
 /// `MD_MAJOR`
 const MD_MAJOR: u8 = 9;
 nix::ioctl_write_ptr_bad!(
@@ -103,6 +105,7 @@ pub fn add_disk(
     dev: &str,
     role: Option<u32>,
     dev_number: Option<u32>,
+    flags: LegFlags,
 ) -> Outcome {
     let r = (|| -> io::Result<()> {
         let (major, minor) = dev_numbers(root, dev)?;
@@ -114,6 +117,14 @@ pub fn add_disk(
             raid_disk: role.map_or(-1, |r| r as i32),
             state: if role.is_some() {
                 (1 << MD_DISK_ACTIVE) | (1 << MD_DISK_SYNC)
+            } else {
+                0
+            } | if flags.write_mostly {
+                1 << MD_DISK_WRITEMOSTLY
+            } else {
+                0
+            } | if flags.failfast {
+                1 << MD_DISK_FAILFAST
             } else {
                 0
             },

@@ -146,6 +146,7 @@ fn without_a_bitmap_only_a_full_recovery() {
         device: m.bad.into(),
         role: None,
         dev_number: None,
+        flags: LegFlags::default(),
     };
     assert_eq!(
         a,

@@ -143,7 +143,8 @@ fn refused_add_in_slot_is_left_alone_or_fully_recovered() {
                             array: m.md.into(),
                             device: m.bad.into(),
                             role: None,
-                            dev_number: None
+                            dev_number: None,
+                            flags: LegFlags::default(),
                         }
                     ]
                 );
@@ -385,4 +386,45 @@ fn unmanaged_arrays_are_never_touched() {
         .on_snapshot(&m.faulty(), &Env::default(), 1000 * S)
         .is_empty());
     assert_eq!(e.legs_of(m.md).count(), 0);
+}
+
+/// md forgets a member's write-mostly and failfast flags when it is removed, and
+/// ADD_NEW_DISK clears them unless asked: the add carries them from when md last
+/// listed the leg.
+#[test]
+fn write_mostly_and_failfast_survive_a_remove_and_add() {
+    let m = XVD;
+    let flagged = |faulty: bool| {
+        let b = raid1(m.md).leg(m.good, 0);
+        if faulty {
+            b.member(m.bad, None, &["faulty", "write_mostly", "failfast"])
+        } else {
+            b.member(m.bad, Some(1), &["in_sync", "write_mostly", "failfast"])
+        }
+        .snap()
+    };
+    let mut e = engine();
+    e.on_snapshot(&flagged(false), &Env::default(), 0);
+    e.on_snapshot(&flagged(true), &Env::default(), 1);
+    let t = e.next_deadline().unwrap();
+    e.on_snapshot(&flagged(true), &Env::default(), t);
+    prove_and_confirm(&mut e, m, &flagged(true), t);
+    // the sysfs re-add is refused: removed, then added through ADD_NEW_DISK
+    e.on_outcome(&m.readd(), &errno(Errno::EBUSY), t);
+    e.on_outcome(&m.remove(), &Outcome::Done, t);
+    let a = prove_and_confirm(&mut e, m, &m.gone(), t);
+    let both = LegFlags {
+        write_mostly: true,
+        failfast: true,
+    };
+    assert_eq!(
+        actions(&a),
+        vec![Action::Add {
+            array: m.md.into(),
+            device: m.bad.into(),
+            role: Some(1),
+            dev_number: Some(1),
+            flags: both,
+        }]
+    );
 }

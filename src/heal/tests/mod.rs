@@ -317,6 +317,7 @@ fn add_in_slot(array: &str, dev: &str, slot: u32) -> Action {
         device: dev.into(),
         role: Some(slot),
         dev_number: Some(slot),
+        flags: LegFlags::default(),
     }
 }
 
