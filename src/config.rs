@@ -40,8 +40,10 @@ pub struct Probe {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Heal {
-    /// When a re-add is impossible (no bitmap, events too old), add the leg for a
-    /// full recovery. An array left degraded is the worse risk.
+    /// Take a returning leg back with a full recovery when a bitmap-scoped re-add
+    /// is not possible: the array has no write-intent bitmap, or md refuses the
+    /// re-add for another reason than old events (a leg older than the bitmap is
+    /// never overwritten). An array left degraded is the worse risk.
     pub full_recovery: bool,
     /// A leg that fails again within this window after a re-add is flapping.
     pub flap_window_s: u64,
