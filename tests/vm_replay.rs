@@ -217,14 +217,7 @@ fn status_and_xenstore_name_every_member_alike() {
     let mut a = mdguard::md::model::Array::named("md9");
     a.level = Some("raid1".into());
     a.raid_disks = Some(2);
-    let m = |dev: &str, slot: Option<u32>, states: &[&str]| mdguard::md::model::Member {
-        device: dev.into(),
-        slot,
-        descriptor: None,
-        states: states.iter().map(|s| s.to_string()).collect(),
-        faulty: states.contains(&"faulty"),
-        errors: None,
-    };
+    let m = mdguard::md::model::Member::new;
     a.members = vec![
         m("xvda", Some(0), &["in_sync"]),
         m("xvdb", Some(1), &["write_mostly"]),

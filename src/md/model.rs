@@ -72,6 +72,19 @@ pub struct Member {
 }
 
 impl Member {
+    /// A member with the kernel's state words; faulty when they say so. No
+    /// descriptor number and no error count yet.
+    pub fn new(device: &str, slot: Option<u32>, states: &[&str]) -> Member {
+        Member {
+            device: device.to_string(),
+            slot,
+            descriptor: None,
+            states: states.iter().map(|s| s.to_string()).collect(),
+            faulty: states.contains(&"faulty"),
+            errors: None,
+        }
+    }
+
     pub fn has_state(&self, s: &str) -> bool {
         self.states.iter().any(|x| x == s)
     }

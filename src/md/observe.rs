@@ -133,38 +133,31 @@ pub fn merge(name: &str, md: Option<&MdstatArray>, sys: Option<&SysArray>) -> Ar
                         .find(|x| x.device == m.device)
                         .map(|x| x.descriptor)
                 });
+                let words: Vec<&str> = m.states.iter().map(String::as_str).collect();
                 a.members.push(Member {
-                    device: m.device.clone(),
-                    slot: m.slot,
                     descriptor,
-                    states: m.states.clone(),
-                    faulty: m.states.iter().any(|w| w == "faulty"),
                     errors: m.errors,
+                    ..Member::new(&m.device, m.slot, &words)
                 });
             }
         }
         None => {
             if let Some(md) = md {
                 for m in &md.members {
-                    let mut states = Vec::new();
-                    for (on, w) in [
+                    // mdstat's flags, in the order sysfs lists the same words
+                    let words: Vec<&str> = [
                         (m.faulty, "faulty"),
                         (m.journal, "journal"),
                         (m.write_mostly, "write_mostly"),
                         (m.spare, "spare"),
                         (m.replacement, "replacement"),
-                    ] {
-                        if on {
-                            states.push(w.to_string());
-                        }
-                    }
+                    ]
+                    .into_iter()
+                    .filter_map(|(on, w)| on.then_some(w))
+                    .collect();
                     a.members.push(Member {
-                        device: m.device.clone(),
-                        slot: None,
                         descriptor: Some(m.descriptor),
-                        states,
-                        faulty: m.faulty,
-                        errors: None,
+                        ..Member::new(&m.device, None, &words)
                     });
                 }
             }

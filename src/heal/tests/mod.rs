@@ -48,14 +48,7 @@ fn raid1(name: &str) -> ArrayBuilder {
 
 impl ArrayBuilder {
     fn member(mut self, dev: &str, slot: Option<u32>, states: &[&str]) -> Self {
-        self.a.members.push(Member {
-            device: dev.into(),
-            slot,
-            descriptor: None,
-            states: states.iter().map(|s| s.to_string()).collect(),
-            faulty: states.contains(&"faulty"),
-            errors: None,
-        });
+        self.a.members.push(Member::new(dev, slot, states));
         self
     }
 
