@@ -29,7 +29,7 @@ cd "$root"
 external="${MDGUARD_CORPUS_DIR:-../shared/corpus/external}"
 in_ci() { case "${CI:-}" in [Tt][Rr][Uu][Ee] | 1) return 0 ;; *) return 1 ;; esac; }
 
-targets="${FUZZ_TARGETS:-superblock mdstat}"
+targets="${FUZZ_TARGETS:-superblock mdstat xenstore_wire}"
 # checked before any target runs, so CI fails at once
 if [[ " $targets " == *" mdstat "* && ! -d $external ]]; then
 	if in_ci; then
@@ -58,6 +58,7 @@ for target in $targets; do
 	seeds=()
 	case "$target" in
 	superblock) max_len=8192 seed_dirs=(tests/fixtures/superblock) ;;
+	xenstore_wire) max_len=8192 seed_dirs=(tests/fixtures/xenstore) ;;
 	mdstat)
 		max_len=16384 seed_dirs=(tests/fixtures/mdstat tests/fixtures)
 		if [ -d "$external" ]; then
