@@ -40,8 +40,14 @@ fn lab(name: &str, bitmap: bool) -> Lab {
 /// The agent as tests/vm_heal.rs runs it: no start jitter, probes every 1-4 s,
 /// each leg's `[[reconnect]]` command.
 fn start_agent(lab: &mut Lab) {
-    let mut cfg = "[throttle]\njitter_s = 0\n[probe]\ninitial_interval_s = 1\nmax_interval_s = 4\ntimeout_ms = 3000\n".to_string();
-    for i in 0..lab.legs.len() {
+    start_agent_probing(lab, 1, true);
+}
+
+/// [`start_agent`] with the first probe of a failed leg `initial_s` after it
+/// failed, and with or without the `[[reconnect]]` commands.
+fn start_agent_probing(lab: &mut Lab, initial_s: u32, reconnect: bool) {
+    let mut cfg = format!("[throttle]\njitter_s = 0\n[probe]\ninitial_interval_s = {initial_s}\nmax_interval_s = 4\ntimeout_ms = 3000\n");
+    for i in (0..lab.legs.len()).filter(|_| reconnect) {
         cfg.push_str(&lab.reconnect_cfg(i, " -t 5"));
     }
     guest::start_agent(
@@ -175,6 +181,58 @@ fn no_bitmap_leg_back_gets_a_full_recovery() {
     assert_eq!(check_mismatches(&mut lab.vm, "md0", WAIT), 0);
     eprintln!(
         "scenario no-bitmap/mdguard: {:.1} s (boot {:.1} s); {copied_mib} MiB copied to nbd1\nmdguard log:\n{log}",
+        t0.elapsed().as_secs_f64(),
+        lab.vm.boot_time.as_secs_f64()
+    );
+}
+
+/// Scenario A, the leg md still lists: failed with its transport whole (as a
+/// transient error would leave it), so it answers at the first probe while md
+/// holds it, faulty and out of its slot. That is where mdguard 0.1.0 wrote
+/// `re-add` to sysfs; now it must remove the leg and add it as a spare.
+#[test]
+#[ignore = "VM test: run tests/vm/provision.sh first (scripts/test-all.sh does)"]
+fn no_bitmap_leg_md_still_lists_gets_a_full_recovery() {
+    let t0 = Instant::now();
+    let mut lab = lab("safety-nobitmap-bound", false);
+    let off = data_offset(&mut lab, "nbd1");
+    // the first probe 3 s after the failure: the outage's writes are done by
+    // then. No reconnect command: the transport is whole, the leg answers
+    // where it is, still held by md.
+    start_agent_probing(&mut lab, 3, false);
+    lab.vm
+        .sh("dd if=/dev/urandom of=/tmp/data.md0 bs=1M count=8 2>/dev/null");
+    let written_before = sectors_written(&mut lab, "nbd1");
+    let out = lab.vm.sh(&format!(
+        "mdadm /dev/md0 --fail /dev/nbd1 2>&1 && \
+         dd if=/tmp/data.md0 of=/dev/md0 bs=1M seek={SEEK_MIB} oflag=direct conv=notrunc,fsync 2>/dev/null && \
+         cut -d' ' -f1 /proc/uptime && cat /sys/block/md0/md/dev-nbd1/state && \
+         sha256sum < /tmp/data.md0 | cut -d' ' -f1"
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    let [_, written_at, state, sha] = lines[..] else {
+        panic!("{out}")
+    };
+    let written_at: f64 = written_at.parse().unwrap();
+    assert!(state.contains("faulty"), "{out}");
+    lab.wait_healed("md0", WAIT);
+    let log = agent_log(&mut lab.vm);
+    assert!(log.contains(FULL_RECOVERY_LINE), "{log}");
+    assert!(log.contains(SPARE_LINE), "{log}");
+    assert!(!log.contains(BITMAP_READD), "{log}");
+    let added = guest::log_times(&log, SPARE_LINE);
+    assert!(
+        added.iter().all(|&t| t > written_at),
+        "added at {added:?}, before the outage's writes ended at {written_at}:\n{log}"
+    );
+    let s = lab.snapshot();
+    assert_eq!(s.member("md0", "nbd1").unwrap().states, ["in_sync"]);
+    let copied_mib = (sectors_written(&mut lab, "nbd1") - written_before) / 2048;
+    assert!(copied_mib >= 24, "only {copied_mib} MiB written to nbd1");
+    assert_eq!(leg_sha(&mut lab, "nbd1", off, SEEK_MIB, PATTERN_MIB), sha);
+    assert_eq!(check_mismatches(&mut lab.vm, "md0", WAIT), 0);
+    eprintln!(
+        "scenario no-bitmap, leg still listed/mdguard: {:.1} s (boot {:.1} s); writes ended at {written_at}, {copied_mib} MiB copied to nbd1\nmdguard log:\n{log}",
         t0.elapsed().as_secs_f64(),
         lab.vm.boot_time.as_secs_f64()
     );
