@@ -240,9 +240,8 @@ fn no_bitmap_leg_md_still_lists_gets_a_full_recovery() {
 
 /// Scenario A without mdguard: what an admin's `mdadm --re-add` does to a
 /// bitmap-less array, for a leg whose transport died (the killed server) and
-/// for one whose transport stayed whole (failed by hand). mdadm re-adds a leg
-/// md still lists through sysfs (`re-add` to `dev-X/state`), what mdguard 0.1.0
-/// did: the leg is in sync at once with nothing copied.
+/// for one whose transport stayed whole (failed by hand). The second ends as
+/// mdguard 0.1.0's sysfs `re-add` did: the leg in sync at once, nothing copied.
 #[test]
 #[ignore = "VM test: run tests/vm/provision.sh first (scripts/test-all.sh does)"]
 fn no_bitmap_readd_by_hand() {
