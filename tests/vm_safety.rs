@@ -217,6 +217,8 @@ fn no_bitmap_leg_md_still_lists_gets_a_full_recovery() {
     assert!(state.contains("faulty"), "{out}");
     lab.wait_healed("md0", WAIT);
     let log = agent_log(&mut lab.vm);
+    // md still listed it: removed first, and said so
+    assert!(log.contains("md0: removing nbd1 first: the array has no write-intent bitmap, so it can come back only through a full recovery"), "{log}");
     assert!(log.contains(FULL_RECOVERY_LINE), "{log}");
     assert!(log.contains(SPARE_LINE), "{log}");
     assert!(!log.contains(BITMAP_READD), "{log}");

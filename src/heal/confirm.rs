@@ -129,6 +129,10 @@ impl Engine {
                 // ADD_NEW_DISK takes only a device md does not hold: removed,
                 // probed and confirmed again, then added as a spare
                 leg.start_remove();
+                out.push(log(Event::RemovingForFullCopy {
+                    array: key.0.clone(),
+                    device: key.1.clone(),
+                }));
                 out.push(Action::Remove {
                     array: key.0,
                     device: key.1,

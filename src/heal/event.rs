@@ -179,6 +179,12 @@ pub enum Event {
         witness: String,
         next_in: Ms,
     },
+    /// No write-intent bitmap and md still lists the leg: it is removed first, to
+    /// come back as a spare.
+    RemovingForFullCopy {
+        array: String,
+        device: String,
+    },
     /// No write-intent bitmap: the leg goes in as a spare for a full recovery.
     FullCopyNeeded {
         array: String,
@@ -235,6 +241,7 @@ impl Event {
             | HistoryMoved { .. }
             | WitnessUnreadable { .. }
             | FullCopyNeeded { .. }
+            | RemovingForFullCopy { .. }
             | FailingForReconnect { .. } => Severity::Warning,
             BackInArray { .. }
             | RecoveryStarted { .. }
@@ -470,6 +477,10 @@ impl fmt::Display for Event {
                 f,
                 "{array}: cannot read {witness}'s superblock to check {device}'s history against; trying again in {}s",
                 next_in / SEC
+            ),
+            RemovingForFullCopy { array, device } => write!(
+                f,
+                "{array}: removing {device} first: the array has no write-intent bitmap, so it can come back only through a full recovery"
             ),
             FullCopyNeeded { array, device } => write!(
                 f,

@@ -135,7 +135,17 @@ fn without_a_bitmap_only_a_full_recovery() {
     let a = e.on_probe(&faulty(), m.bad, sb(UUID, 1, 90), t);
     assert_eq!(actions(&a), vec![m.confirm()]);
     let a = confirmed(&mut e, &faulty(), m.md, m.bad, sb(UUID, 1, 90), t);
-    assert_eq!(a, vec![m.remove()], "md still lists it: removed first");
+    assert_eq!(
+        a,
+        vec![
+            Action::Log(Event::RemovingForFullCopy {
+                array: m.md.into(),
+                device: m.bad.into(),
+            }),
+            m.remove()
+        ],
+        "md still lists it: removed first"
+    );
     let a = e.on_outcome(&m.remove(), &Outcome::Done, t);
     assert_eq!(actions(&a), vec![probe(m.bad)]);
     let a = e.on_probe(&gone(), m.bad, sb(UUID, 1, 90), t);
