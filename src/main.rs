@@ -26,12 +26,36 @@ Usage:
   mdguard help                           this text
 
 --root DIR reads DIR/proc/mdstat and DIR/sys/... instead of /proc and /sys.
+Every command takes --help. A usage error exits 2; `check` exits 3 (UNKNOWN),
+as a monitoring plugin does.
 ";
+
+/// Exit code of a usage error (`check` uses 3, a plugin's UNKNOWN).
+const EXIT_USAGE: u8 = 2;
+
+/// `--root DIR` must name a directory.
+fn root_arg(parser: &mut lexopt::Parser) -> Result<Root, lexopt::Error> {
+    use lexopt::ValueExt;
+    let dir = parser.value()?.string()?;
+    if !Path::new(&dir).is_dir() {
+        return Err(lexopt::Error::Custom(
+            format!("--root {dir}: no such directory").into(),
+        ));
+    }
+    Ok(Root::new(dir))
+}
+
+/// The command's own `--help`: the usage, on stdout, exit 0.
+fn help() -> ExitCode {
+    print!("{USAGE}");
+    ExitCode::SUCCESS
+}
 
 /// Options shared by the read-side commands.
 struct ReadOpts {
     json: bool,
     root: Root,
+    help: bool,
 }
 
 fn parse_read_opts(
@@ -42,11 +66,13 @@ fn parse_read_opts(
     let mut o = ReadOpts {
         json: false,
         root: Root::default(),
+        help: false,
     };
     while let Some(arg) = parser.next()? {
         match arg {
             Long("json") if allow_json => o.json = true,
-            Long("root") => o.root = Root::new(parser.value()?.string()?),
+            Long("root") => o.root = root_arg(parser)?,
+            Long("help") | Short('h') => o.help = true,
             _ => return Err(arg.unexpected()),
         }
     }
@@ -54,6 +80,9 @@ fn parse_read_opts(
 }
 
 fn cmd_status(o: ReadOpts) -> ExitCode {
+    if o.help {
+        return help();
+    }
     match read_snapshot(&o.root) {
         Ok(s) => {
             if o.json {
@@ -65,9 +94,10 @@ fn cmd_status(o: ReadOpts) -> ExitCode {
         }
         Err(e @ ReadError::NoMd(_)) => {
             if o.json {
+                // no array is unhealthy: `ok`, as `check` and xenstore say
                 println!(
                     "{}",
-                    serde_json::json!({"arrays": [], "problems": [e.to_string()], "health": null})
+                    serde_json::json!({"arrays": [], "problems": [e.to_string()], "health": "ok"})
                 );
             } else {
                 println!("no md arrays: {e}");
@@ -82,6 +112,9 @@ fn cmd_status(o: ReadOpts) -> ExitCode {
 }
 
 fn cmd_check(o: ReadOpts) -> ExitCode {
+    if o.help {
+        return help();
+    }
     match read_snapshot(&o.root) {
         Ok(s) => {
             let (code, line) = report::check_line(&s);
@@ -103,18 +136,32 @@ fn cmd_run(parser: &mut lexopt::Parser) -> Result<ExitCode, lexopt::Error> {
         foreground: false,
         max_runtime: None,
     };
+    let mut config_given = false;
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("root") => opts.root = Root::new(parser.value()?.string()?),
-            Long("config") => opts.config_path = parser.value()?.string()?.into(),
+            Long("root") => opts.root = root_arg(parser)?,
+            Long("config") => {
+                opts.config_path = parser.value()?.string()?.into();
+                config_given = true;
+            }
             Long("foreground") => opts.foreground = true,
             Long("exit-after") => {
                 opts.max_runtime = Some(std::time::Duration::from_secs(parser.value()?.parse()?))
             }
+            Long("help") | Short('h') => return Ok(help()),
             _ => return Err(arg.unexpected()),
         }
     }
     mdguard::log::init(opts.foreground, Path::new("/dev/log"));
+    // the default file may be absent (the defaults apply); a file named on the
+    // command line must exist
+    if config_given && !opts.config_path.exists() {
+        mdguard::log::error(&format!(
+            "{}: no such file; refusing to start",
+            opts.config_path.display()
+        ));
+        return Ok(ExitCode::from(1));
+    }
     let cfg = match config::Config::load(&opts.config_path) {
         Ok(c) => c,
         Err(e) => {
@@ -146,12 +193,19 @@ fn run(args: Vec<OsString>) -> Result<ExitCode, lexopt::Error> {
         Some(a) => return Err(a.unexpected()),
         None => {
             eprint!("{USAGE}");
-            return Ok(ExitCode::from(2));
+            return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
     Ok(match cmd.as_str() {
         "status" => cmd_status(parse_read_opts(&mut parser, true)?),
-        "check" => cmd_check(parse_read_opts(&mut parser, false)?),
+        "check" => match parse_read_opts(&mut parser, false) {
+            Ok(o) => cmd_check(o),
+            // a monitoring plugin's usage error is UNKNOWN (3), on its one line
+            Err(e) => {
+                println!("MDGUARD UNKNOWN - usage: {e} (see mdguard check --help)");
+                ExitCode::from(3)
+            }
+        },
         "run" => cmd_run(&mut parser)?,
         "version" => {
             println!("mdguard {}", env!("CARGO_PKG_VERSION"));
@@ -163,7 +217,7 @@ fn run(args: Vec<OsString>) -> Result<ExitCode, lexopt::Error> {
         }
         other => {
             eprintln!("mdguard: unknown command `{other}`\n\n{USAGE}");
-            ExitCode::from(2)
+            ExitCode::from(EXIT_USAGE)
         }
     })
 }
@@ -173,7 +227,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mdguard: {e}\n\n{USAGE}");
-            ExitCode::from(2)
+            ExitCode::from(EXIT_USAGE)
         }
     }
 }

@@ -210,8 +210,93 @@ fn no_md_at_all_is_a_clear_message() {
 fn usage_errors() {
     let o = mdguard(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
-    let o = mdguard(&["check", "--json"]);
-    assert_eq!(o.status.code(), Some(2));
+    for args in [
+        &["status", "--bogus"][..],
+        &["run", "--bogus"],
+        &["status", "--json", "x"],
+    ] {
+        let o = mdguard(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("Usage:"),
+            "{args:?}"
+        );
+    }
+    // check is a monitoring plugin: a usage error is UNKNOWN (3), on one line
+    for args in [&["check", "--json"][..], &["check", "--bogus"]] {
+        let o = mdguard(args);
+        assert_eq!(o.status.code(), Some(3), "{args:?}");
+        assert!(
+            stdout(&o).starts_with("MDGUARD UNKNOWN - usage: "),
+            "{}",
+            stdout(&o)
+        );
+        assert_eq!(stdout(&o).lines().count(), 1);
+    }
     let o = mdguard(&["version"]);
     assert!(stdout(&o).starts_with("mdguard "));
+}
+
+#[test]
+fn every_command_takes_help() {
+    for args in [
+        &["help"][..],
+        &["--help"],
+        &["status", "--help"],
+        &["check", "--help"],
+        &["check", "-h"],
+        &["run", "--help"],
+        &["host", "--help"],
+        &["host", "status", "--help"],
+    ] {
+        let o = mdguard(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        assert!(
+            stdout(&o).contains("mdguard host status"),
+            "{args:?}: {}",
+            stdout(&o)
+        );
+    }
+}
+
+/// A --root or --config named on the command line must exist: a typo is an
+/// error, not an empty machine or the defaults.
+#[test]
+fn named_root_and_config_must_exist() {
+    let o = mdguard(&["status", "--root", "/nonexistent-mdguard-root"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("--root /nonexistent-mdguard-root: no such directory"));
+    let o = mdguard(&["check", "--root", "/nonexistent-mdguard-root"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stdout(&o).contains("no such directory"), "{}", stdout(&o));
+    let d = tree(HEALTHY);
+    let o = mdguard(&[
+        "run",
+        "--foreground",
+        "--exit-after",
+        "1",
+        "--root",
+        &root_arg(&d),
+        "--config",
+        "/nonexistent-mdguard.toml",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("/nonexistent-mdguard.toml: no such file; refusing to start"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Without md, `status --json` still says a health word: no array is unhealthy.
+#[test]
+fn status_json_without_md_says_ok() {
+    let d = tempfile::tempdir().unwrap();
+    let o = mdguard(&["status", "--json", "--root", &root_arg(&d)]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["health"], "ok");
+    assert_eq!(v["arrays"].as_array().map(Vec::len), Some(0));
 }

@@ -30,8 +30,8 @@ const USAGE: &str = "usage: mdguard host status [--json]
        mdguard host ping [--domain D] [--timeout SECS]
        mdguard host probe [--domain D]";
 
-/// Exit code for usage errors.
-const EXIT_USAGE: i32 = 64;
+/// Exit code for usage errors, as every mdguard command.
+const EXIT_USAGE: i32 = 2;
 const EXIT_UNKNOWN: i32 = 3;
 
 /// Entry point: `args` are the arguments after `host`.
@@ -151,7 +151,12 @@ fn run(args: Vec<OsString>) -> Result<i32, HostError> {
             Ok(0)
         }
         "ping" => {
-            let doms = targets(&mut c, domain.as_deref())?;
+            let mut doms = targets(&mut c, domain.as_deref())?;
+            if domain.is_none() {
+                // every guest that publishes mdguard data: one without an
+                // agent has nobody to answer
+                doms.retain(|(id, _)| publishes(&mut c, *id));
+            }
             ping(&mut c, &doms, timeout)
         }
         other => Err(HostError::Usage(format!("unknown command {other:?}"))),
@@ -200,13 +205,27 @@ fn targets(c: &mut Client, sel: Option<&str>) -> Result<Vec<(u32, String)>, Host
             out.push((id, name));
         }
     }
-    if out.is_empty() {
-        return Err(HostError::Usage(match sel {
-            Some(s) => format!("no domain {s:?} under /local/domain"),
-            None => "no guest domain under /local/domain".into(),
-        }));
+    match sel {
+        Some(s) if out.is_empty() => Err(HostError::Usage(format!(
+            "no domain {s:?} under /local/domain"
+        ))),
+        // a host with no guest is no mistake of the caller's: nothing to do
+        None if out.is_empty() => {
+            eprintln!("mdguard host: no guest domain under /local/domain");
+            Ok(out)
+        }
+        _ => Ok(out),
     }
-    Ok(out)
+}
+
+/// Does guest `id` publish mdguard data (an agent ran there)?
+fn publishes(c: &mut Client, id: u32) -> bool {
+    let version = format!(
+        "/local/domain/{id}/{}/{}",
+        schema::DATA_DIR,
+        schema::KEY_VERSION
+    );
+    matches!(c.try_read(&version), Ok(Some(_)))
 }
 
 /// Write `control/mdguard/<key>` of domain `id`: owner dom0, guest read-only
