@@ -534,3 +534,20 @@ fn an_edited_config_is_taken_without_a_restart() {
     assert_eq!(g.read("sys/block/md0/md/sync_speed_max"), "6000");
     g.stop();
 }
+
+/// A config that names an array md does not have says so, instead of managing
+/// nothing in silence; the arrays it does name are still healed.
+#[test]
+fn a_config_naming_a_missing_array_says_so() {
+    let (sb, uuid) = returning_leg_sb();
+    let mut g = Guest::new(&format!("arrays = [\"md0\", \"md9\"]\n{QUICK}"));
+    g.set_md(&degraded(&uuid));
+    g.set_dev("nbd0", Some(&survivor_sb()));
+    g.set_dev("nbd1", Some(&sb));
+    g.start();
+    g.wait_log(
+        "the config's arrays = [...] names md9, but md has no such array (yet): not managed",
+    );
+    g.wait_log("md0: re-added nbd1");
+    g.stop();
+}

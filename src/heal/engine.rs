@@ -1,9 +1,11 @@
 //! The engine: the state it keeps, its inputs besides md (dom0's budget, I/O
 //! pressure), and the main step. Each rule lives in its own file beside this one.
 
-use super::action::{Action, Ms, SEC};
+use super::action::{log, Action, Ms, SEC};
+use super::event::Event;
 use super::leg::Leg;
 use crate::config::Config;
+use crate::md::identity::same_uuid;
 use crate::md::model::{Array, Snapshot};
 use std::collections::BTreeMap;
 
@@ -41,6 +43,8 @@ pub struct Engine {
     /// Devices said once not to be candidates at all (by their name alone, so a
     /// change of content does not make them one).
     pub(super) not_candidates: Vec<String>,
+    /// The config's `arrays` entries that named no array, as last said.
+    missing: Vec<String>,
     /// Devices seen appearing that may be a returning leg.
     pub(super) candidates: Vec<String>,
     /// The managed arrays as last seen (to judge a sibling's array).
@@ -56,6 +60,7 @@ impl Engine {
             arrays: BTreeMap::new(),
             refused_logged: Vec::new(),
             not_candidates: Vec::new(),
+            missing: Vec::new(),
             candidates: Vec::new(),
             last: Vec::new(),
             rng: seed | 1,
@@ -91,6 +96,7 @@ impl Engine {
     /// The main step: md's state changed (or a timer fired).
     pub fn on_snapshot(&mut self, snap: &Snapshot, env: &Env, now: Ms) -> Vec<Action> {
         let mut out = Vec::new();
+        self.note_missing(snap, &mut out);
         let managed = self.managed(snap);
         self.last = managed.clone();
         for a in &managed {
@@ -111,6 +117,30 @@ impl Engine {
         self.probe_candidates(&managed, &mut out);
         self.throttle(&managed, env, now, &mut out);
         out
+    }
+
+    /// The config names arrays (by name or UUID) that md does not have: said
+    /// whenever that list changes, so a typo does not manage nothing in silence.
+    fn note_missing(&mut self, snap: &Snapshot, out: &mut Vec<Action>) {
+        let missing: Vec<String> =
+            self.config
+                .arrays
+                .iter()
+                .filter(|x| {
+                    !snap.arrays.iter().any(|a| {
+                        a.name == **x || a.uuid.as_deref().is_some_and(|u| same_uuid(x, u))
+                    })
+                })
+                .cloned()
+                .collect();
+        if missing != self.missing {
+            if !missing.is_empty() {
+                out.push(log(Event::ConfiguredArraysMissing {
+                    names: missing.clone(),
+                }));
+            }
+            self.missing = missing;
+        }
     }
 
     /// When the next timer should fire, if any leg waits for one.

@@ -202,6 +202,10 @@ pub enum Event {
         device: String,
         failure: Failure,
     },
+    /// The config's `arrays` names these, and md has no such array (yet).
+    ConfiguredArraysMissing {
+        names: Vec<String>,
+    },
     /// Resync speed capped at `max` (`None`: the system's) KiB/s.
     Throttled {
         array: String,
@@ -242,6 +246,7 @@ impl Event {
             | WitnessUnreadable { .. }
             | FullCopyNeeded { .. }
             | RemovingForFullCopy { .. }
+            | ConfiguredArraysMissing { .. }
             | FailingForReconnect { .. } => Severity::Warning,
             BackInArray { .. }
             | RecoveryStarted { .. }
@@ -497,6 +502,11 @@ impl fmt::Display for Event {
             } => write!(
                 f,
                 "{array}: the kernel refused {device} in its slot ({failure}): its superblock is older than the bitmap can bring up to date (another history?); not added, left for an admin"
+            ),
+            ConfiguredArraysMissing { names } => write!(
+                f,
+                "the config's arrays = [...] names {}, but md has no such array (yet): not managed",
+                names.join(", ")
             ),
             Throttled { array, max, busy } => {
                 write!(f, "{array}: resync throttled to ")?;

@@ -428,3 +428,36 @@ fn write_mostly_and_failfast_survive_a_remove_and_add() {
         }]
     );
 }
+
+/// `arrays = ["md0", "md9"]` where md has no md9: said once, and again only when
+/// the list of missing names changes (here: md9 appears, then the config names
+/// another missing array).
+#[test]
+fn configured_arrays_that_md_lacks_are_said() {
+    let m = NBD;
+    let mut e = Engine::new(cfg(|c| c.arrays = vec!["md0".into(), "md9".into()]), 1);
+    let said = |a: &[Action]| -> Vec<Vec<String>> {
+        events(a)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::ConfiguredArraysMissing { names } => Some(names),
+                _ => None,
+            })
+            .collect()
+    };
+    let a = e.on_snapshot(&m.healthy(), &Env::default(), 0);
+    assert_eq!(said(&a), vec![vec!["md9".to_string()]]);
+    assert!(said(&e.on_snapshot(&m.healthy(), &Env::default(), 1)).is_empty());
+    // md9 appears: nothing missing, nothing to say
+    let both = snap(vec![
+        raid1("md0").leg("nbd0", 0).leg("nbd1", 1).build(),
+        raid1("md9").leg("nbd2", 0).leg("nbd3", 1).build(),
+    ]);
+    assert!(said(&e.on_snapshot(&both, &Env::default(), 2)).is_empty());
+    // by UUID too: the config's md0 entry given as the array's UUID in mdadm's form
+    let mut e = Engine::new(
+        cfg(|c| c.arrays = vec!["0fbf5f2c:add243c2:bd78a4be:3ab709ef".into()]),
+        1,
+    );
+    assert!(said(&e.on_snapshot(&m.healthy(), &Env::default(), 0)).is_empty());
+}
