@@ -128,3 +128,73 @@ fn agent_reports_to_dom0_and_obeys_its_requests() {
     let o = xs.mdguard_host(&["ping", "--domain", "7", "--timeout", "10"]);
     assert_eq!(o.status.code(), Some(0), "still answering after garbage");
 }
+
+/// Writes that hang (`array_state` stuck in `write-pending`) while md still shows
+/// every leg in sync: dom0 must not read `ok`. The agent reports the array
+/// `degraded` with the flag `stalled`, `host status` exits 2 and says why, and
+/// once writes flow again the guest reads `ok`.
+#[test]
+#[ignore = "needs xenstored: run tests/xs/provision.sh (scripts/test-all.sh does)"]
+fn a_stalled_array_never_reads_ok_in_dom0() {
+    let mut xs = Xenstored::start();
+    let guest_sock = xs.add_guest(9, "db9");
+    let root = tempfile::tempdir().unwrap();
+    let write = |rel: &str, text: &str| {
+        let p = root.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write(
+        "proc/mdstat",
+        "Personalities : [raid1]\nmd0 : active raid1 xvdc[1] xvdb[0]\n      65472 blocks super 1.2 [2/2] [UU]\n\nunused devices: <none>\n",
+    );
+    write("sys/block/md0/md/array_state", "write-pending");
+    write("sys/block/md0/md/level", "raid1");
+    write("sys/block/md0/md/raid_disks", "2");
+    write("sys/block/md0/md/degraded", "0");
+    let cfg = root.path().join("mdguard.toml");
+    std::fs::write(&cfg, "[heal]\nstall_timeout_s = 1\n").unwrap();
+    let log = root.path().join("agent.log");
+    let agent = Agent(
+        Command::new(env!("CARGO_BIN_EXE_mdguard"))
+            .args(["run", "--foreground", "--exit-after", "60", "--root"])
+            .arg(root.path())
+            .arg("--config")
+            .arg(&cfg)
+            .env("XENSTORED_PATH", &guest_sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let agent_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let seen = wait_for(Duration::from_secs(20), || {
+        let o = xs.mdguard_host(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        let g = status_guest(&v, 9)?.clone();
+        (g["health"] == "degraded").then_some((o, g))
+    });
+    let (o, g) = seen.unwrap_or_else(|| panic!("dom0 never saw the stall:\n{}", agent_log()));
+    assert_eq!(o.status.code(), Some(2), "a stalled guest is CRITICAL");
+    assert_eq!(g["arrays"]["md0"]["health"], "degraded");
+    assert_eq!(g["arrays"]["md0"]["flags"], serde_json::json!(["stalled"]));
+    assert!(agent_log().contains("md0: writes stalled for"), "{}", agent_log());
+    let text = String::from_utf8_lossy(&xs.mdguard_host(&["status"]).stdout).into_owned();
+    assert!(text.contains("db9") && text.contains("degraded"), "{text}");
+    // writes flow again: the agent must be woken (a prepared tree sends no POLLPRI)
+    write("sys/block/md0/md/array_state", "clean");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.0.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let ok = wait_for(Duration::from_secs(20), || {
+        let o = xs.mdguard_host(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        (status_guest(&v, 9)?["health"] == "ok").then_some(o)
+    });
+    let o = ok.unwrap_or_else(|| panic!("the guest never read ok again:\n{}", agent_log()));
+    assert_eq!(o.status.code(), Some(0));
+    drop(agent);
+}

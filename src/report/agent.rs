@@ -8,8 +8,8 @@ use crate::heal::{Engine, Phase};
 use crate::md::model::{Array, Snapshot};
 use crate::report::publisher::{self, PublishConfig, Publisher};
 use crate::report::schema::{
-    control_key, ArraySummary, ControlEvent, ControlState, CONTROL_DIR, CTL_BUDGET, CTL_PING,
-    CTL_PROBE,
+    control_key, reported_health, ArraySummary, ControlEvent, ControlState, CONTROL_DIR,
+    CTL_BUDGET, CTL_PING, CTL_PROBE,
 };
 use crate::xenstore::{Client, Error};
 use std::os::fd::RawFd;
@@ -195,9 +195,11 @@ pub fn summary(a: &Array, engine: &Engine) -> ArraySummary {
     {
         members.push((l.device.clone(), l.phase().as_str().to_string()));
     }
+    let flapping = legs.iter().any(|l| l.phase() == Phase::Flapping);
+    let stalled = engine.arrays.get(&a.name).is_some_and(|m| m.stalled);
     ArraySummary {
         name: a.name.clone(),
-        health: a.health,
+        health: reported_health(a.health, flapping, stalled),
         level: a.level.clone().unwrap_or_default(),
         raid_disks: a.raid_disks.unwrap_or(0),
         in_sync: a.in_sync_count(),
@@ -210,7 +212,7 @@ pub fn summary(a: &Array, engine: &Engine) -> ArraySummary {
                 )
             })
         }),
-        flapping: legs.iter().any(|l| l.phase() == Phase::Flapping),
-        stalled: engine.arrays.get(&a.name).is_some_and(|m| m.stalled),
+        flapping,
+        stalled,
     }
 }

@@ -250,6 +250,19 @@ impl ControlState {
 
 // ---------------------------------------------------------------- array summary
 
+/// The health dom0 reads for an array: md's, made at least `degraded` when the
+/// agent knows more. Writes that hang (`stalled`) freeze the guest, and a leg
+/// that keeps failing (`flapping`) leaves the array without its mirror most of
+/// the time, even at a moment md shows it whole: neither may read `ok`. The
+/// flags say which.
+pub fn reported_health(md: Health, flapping: bool, stalled: bool) -> Health {
+    if flapping || stalled {
+        md.max(Health::Degraded)
+    } else {
+        md
+    }
+}
+
 /// What the md model hands the publisher for one array.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArraySummary {
@@ -377,6 +390,25 @@ pub(crate) mod tests {
             sync: sync.map(|p| ("recover".into(), p)),
             flapping: false,
             stalled: false,
+        }
+    }
+
+    #[test]
+    fn stalled_or_flapping_never_reads_ok() {
+        use Health::*;
+        for (md, flapping, stalled, want) in [
+            (Ok, false, false, Ok),
+            (Ok, false, true, Degraded),
+            (Ok, true, false, Degraded),
+            (Recovering, true, false, Degraded),
+            (Failed, false, true, Failed),
+            (Unknown, false, false, Unknown),
+        ] {
+            assert_eq!(
+                reported_health(md, flapping, stalled),
+                want,
+                "{md} {flapping} {stalled}"
+            );
         }
     }
 
