@@ -18,7 +18,9 @@ Usage:
   mdguard run [--config PATH] [--root DIR] [--foreground] [--exit-after SECS]
                                          the agent: watch, heal, throttle, report
                                          (config default /etc/mdguard/mdguard.toml)
-  mdguard host status [--json]           dom0: every guest's health from xenstore
+  mdguard host status [--json] [--no-ping] [--timeout SECS]
+                                         dom0: every guest's health from xenstore;
+                                         an agent that does not answer is `silent`
   mdguard host set-budget --kbps N [--domain D]   dom0: resync budget for guests
   mdguard host ping [--domain D]         dom0: ask guests' agents to answer
   mdguard host probe [--domain D]        dom0: tell guests storage is back

@@ -28,7 +28,8 @@ fn start_agent(lab: &mut XenLab) {
 /// `mdguard host status` in dom0: the guest's health word and the exit code.
 fn host_status(lab: &mut XenLab) -> (String, i32, String) {
     let s = lab.dom0.run(
-        "mdguard host status; echo \"rc=$?\"",
+        // a generous ping timeout: the domU runs under TCG
+        "mdguard host status --timeout 10; echo \"rc=$?\"",
         Duration::from_secs(60),
     );
     let rc = s

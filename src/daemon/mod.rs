@@ -315,6 +315,9 @@ impl Daemon {
         let restore = self.engine.restore_all();
         self.execute(restore);
         self.persist_saved_speeds();
+        if let Some(xs) = self.xs.as_mut() {
+            xs.stopped();
+        }
         log::notice("mdguard stopping; sync speed limits restored");
         notify::send("STOPPING=1");
         Ok(())

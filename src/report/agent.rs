@@ -9,7 +9,7 @@ use crate::md::model::{Array, Snapshot};
 use crate::report::publisher::{self, PublishConfig, Publisher};
 use crate::report::schema::{
     control_key, reported_health, ArraySummary, ControlEvent, ControlState, CONTROL_DIR,
-    CTL_BUDGET, CTL_PING, CTL_PROBE,
+    CTL_BUDGET, CTL_PING, CTL_PROBE, DATA_DIR, KEY_STOPPED,
 };
 use crate::xenstore::{Client, Error};
 use std::os::fd::RawFd;
@@ -58,7 +58,23 @@ impl Reporter {
             had_budget: false,
         };
         r.setup_watches();
+        // an agent runs again: whatever a previous one said on stopping is over
+        let stopped = format!("{DATA_DIR}/{KEY_STOPPED}");
+        if let Err(e) = r.client.rm(&stopped) {
+            if !e.is_not_found() {
+                r.note_error(&format!("cannot remove {stopped}: {e}"));
+            }
+        }
         Ok(r)
+    }
+
+    /// A clean stop: say so, so dom0 does not take the last report for a live
+    /// one.
+    pub fn stopped(&mut self) {
+        let path = format!("{DATA_DIR}/{KEY_STOPPED}");
+        if let Err(e) = self.client.write(&path, unix_now().to_string().as_bytes()) {
+            self.note_error(&format!("cannot write {path}: {e}"));
+        }
     }
 
     fn setup_watches(&mut self) {

@@ -2,22 +2,25 @@
 //! through xenstored's socket and writes guests' `control/mdguard/` keys.
 //!
 //! ```text
-//! mdguard host status [--json]
+//! mdguard host status [--json] [--no-ping] [--timeout SECS]
 //! mdguard host set-budget --kbps N [--domain D]
 //! mdguard host ping [--domain D] [--timeout SECS]
 //! mdguard host probe [--domain D]
 //! ```
 //! `D` is a domid or a domain name; without `--domain` every guest (not
-//! dom0) is addressed. `status` exits like a nagios check with the worst
-//! guest: 0 ok, 1 recovering, 2 degraded/failed, 3 unknown/unreachable (also
-//! when no guest publishes anything). Guests without `data/mdguard` are
-//! listed but do not count.
+//! dom0) is addressed. `status` pings every agent that published (2 s, or
+//! `--timeout`; `--no-ping` reads only) and exits like a nagios check with the
+//! worst guest: 0 ok, 1 recovering, 2 degraded/failed, 3 unknown, unreachable,
+//! an agent that did not answer (`silent`) or said it stopped (`stopped`), or
+//! no guest publishing anything. Guests without `data/mdguard` are listed but
+//! do not count.
 //!
 //! Every value read from a guest is untrusted: parsed strictly, bounded,
 //! and escaped before it reaches the terminal.
 
 use crate::clock::{unix_now, unix_time};
 use crate::report::schema::{self, ArrayJson, Health};
+use crate::report::status::{worst_code, CheckCode};
 use crate::xenstore::{Access, Client, Error, Perm};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -25,7 +28,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: mdguard host status [--json]
+const USAGE: &str = "usage: mdguard host status [--json] [--no-ping] [--timeout SECS]
        mdguard host set-budget --kbps N [--domain D]
        mdguard host ping [--domain D] [--timeout SECS]
        mdguard host probe [--domain D]";
@@ -84,12 +87,15 @@ fn run(args: Vec<OsString>) -> Result<i32, HostError> {
         None => return Err(HostError::Usage("missing command".into())),
     };
     let mut json = false;
+    let mut no_ping = false;
     let mut kbps: Option<u64> = None;
     let mut domain: Option<String> = None;
-    let mut timeout = Duration::from_secs(5);
+    // status waits less than ping: it is the one a monitoring system runs
+    let mut timeout = Duration::from_secs(if cmd == "status" { 2 } else { 5 });
     while let Some(a) = p.next()? {
         match a {
             Long("json") if cmd == "status" => json = true,
+            Long("no-ping") if cmd == "status" => no_ping = true,
             Long("kbps") if cmd == "set-budget" => {
                 let v: String = p.value()?.string()?;
                 let n = schema::parse_u64(v.as_bytes())
@@ -103,7 +109,7 @@ fn run(args: Vec<OsString>) -> Result<i32, HostError> {
                 kbps = Some(n);
             }
             Long("domain") | Short('d') if cmd != "status" => domain = Some(p.value()?.string()?),
-            Long("timeout") if cmd == "ping" => {
+            Long("timeout") if cmd == "ping" || cmd == "status" => {
                 let v: f64 = p.value()?.parse()?;
                 if !(0.0..=3600.0).contains(&v) {
                     return Err(HostError::Usage("--timeout: 0..3600 seconds".into()));
@@ -125,7 +131,7 @@ fn run(args: Vec<OsString>) -> Result<i32, HostError> {
     }
     let mut c = Client::open()?;
     match cmd.as_str() {
-        "status" => status(&mut c, json),
+        "status" => status(&mut c, json, (!no_ping).then_some(timeout)),
         "set-budget" => {
             let kbps = kbps.ok_or_else(|| HostError::Usage("set-budget needs --kbps N".into()))?;
             let doms = targets(&mut c, domain.as_deref())?;
@@ -245,12 +251,29 @@ fn write_control(c: &mut Client, id: u32, key: &str, value: &[u8]) -> Result<(),
 
 // ---------------------------------------------------------------- status
 
+/// Whether a guest's agent is there to stand behind what it published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum AgentState {
+    /// It answered a ping just now.
+    Answering,
+    /// It did not answer within the timeout: crashed, hung, or the guest is.
+    Silent,
+    /// It said it stopped (a clean stop writes `data/mdguard/stopped`).
+    Stopped,
+    /// Not asked (`--no-ping`): what it published, unconfirmed.
+    NotAsked,
+    /// The guest publishes no mdguard data.
+    None,
+}
+
 #[derive(Debug, Serialize)]
 struct GuestStatus {
     domid: u32,
     name: String,
     /// `None`: the guest publishes nothing (no agent).
     health: Option<Health>,
+    agent: AgentState,
     version: Option<u64>,
     updated: Option<u64>,
     arrays: BTreeMap<String, ArrayJson>,
@@ -263,6 +286,7 @@ fn read_guest(c: &mut Client, id: u32) -> Result<GuestStatus, Error> {
         domid: id,
         name: domain_name(c, id),
         health: None,
+        agent: AgentState::None,
         version: None,
         updated: None,
         arrays: BTreeMap::new(),
@@ -285,6 +309,14 @@ fn read_guest(c: &mut Client, id: u32) -> Result<GuestStatus, Error> {
         }),
     };
     g.health = Some(health);
+    g.agent = if c
+        .try_read(&format!("{base}/{}", schema::KEY_STOPPED))?
+        .is_some()
+    {
+        AgentState::Stopped
+    } else {
+        AgentState::NotAsked
+    };
     if let Some(v) = c.try_read(&format!("{base}/{}", schema::KEY_VERSION))? {
         match schema::parse_u64(&v) {
             Ok(n) => g.version = Some(n),
@@ -323,7 +355,9 @@ fn read_guest(c: &mut Client, id: u32) -> Result<GuestStatus, Error> {
     Ok(g)
 }
 
-fn status(c: &mut Client, json: bool) -> Result<i32, HostError> {
+/// Every guest's report; each agent that published is pinged (unless
+/// `ping_timeout` is None) and one that does not answer in time is `silent`.
+fn status(c: &mut Client, json: bool, ping_timeout: Option<Duration>) -> Result<i32, HostError> {
     let mut guests = Vec::new();
     for id in domids(c)? {
         match read_guest(c, id) {
@@ -333,6 +367,7 @@ fn status(c: &mut Client, json: bool) -> Result<i32, HostError> {
                 domid: id,
                 name: domain_name(c, id),
                 health: Some(Health::Unknown),
+                agent: AgentState::None,
                 version: None,
                 updated: None,
                 arrays: BTreeMap::new(),
@@ -340,11 +375,38 @@ fn status(c: &mut Client, json: bool) -> Result<i32, HostError> {
             }),
         }
     }
+    // each agent that published must answer now, or what it said is stale
+    if let Some(timeout) = ping_timeout {
+        let asked: Vec<(u32, String)> = guests
+            .iter()
+            .filter(|g| g.agent == AgentState::NotAsked)
+            .map(|g| (g.domid, g.name.clone()))
+            .collect();
+        if !asked.is_empty() {
+            let answered = ask(c, &asked, timeout)?;
+            for g in guests
+                .iter_mut()
+                .filter(|g| g.agent == AgentState::NotAsked)
+            {
+                g.agent = if answered.contains_key(&g.domid) {
+                    AgentState::Answering
+                } else {
+                    AgentState::Silent
+                };
+            }
+        }
+    }
     let reporting: Vec<&GuestStatus> = guests.iter().filter(|g| g.health.is_some()).collect();
     let worst = reporting.iter().filter_map(|g| g.health).max();
-    let code = match worst {
-        None => EXIT_UNKNOWN,
-        Some(h) => h.check_code() as i32,
+    // a guest whose agent is silent or stopped counts as UNKNOWN, whatever it
+    // last said; no guest reporting at all is UNKNOWN too
+    let code = if reporting.is_empty() {
+        EXIT_UNKNOWN
+    } else {
+        worst_code(reporting.iter().map(|g| match g.agent {
+            AgentState::Silent | AgentState::Stopped => CheckCode::Unknown,
+            _ => g.health.unwrap_or(Health::Unknown).check_code(),
+        })) as i32
     };
     let mut out = std::io::stdout().lock();
     if json {
@@ -364,7 +426,12 @@ fn status(c: &mut Client, json: bool) -> Result<i32, HostError> {
     }
     let now = unix_now();
     for g in &guests {
-        let health = g.health.map_or("-", Health::as_str);
+        // what a silent or stopped agent last said is not its guest's health now
+        let health = match g.agent {
+            AgentState::Silent => "silent",
+            AgentState::Stopped => "stopped",
+            _ => g.health.map_or("-", Health::as_str),
+        };
         let updated = match g.updated {
             Some(t) if t <= now => format!("{}s ago", now - t),
             Some(t) => format!("t={t}"),
@@ -409,17 +476,24 @@ fn status(c: &mut Client, json: bool) -> Result<i32, HostError> {
 
 // ---------------------------------------------------------------- ping
 
-fn ping(c: &mut Client, doms: &[(u32, String)], timeout: Duration) -> Result<i32, HostError> {
+/// Ask each of `doms` to answer (one token, written to each guest's
+/// `control/mdguard/ping`, its `data/mdguard/pong` watched) and wait up to
+/// `timeout` for all: who answered, after how long.
+fn ask(
+    c: &mut Client,
+    doms: &[(u32, String)],
+    timeout: Duration,
+) -> Result<BTreeMap<u32, Duration>, HostError> {
     let token = new_token();
-    let mut pending: BTreeMap<u32, (String, String)> = BTreeMap::new();
-    for (id, name) in doms {
+    let mut pending: BTreeMap<u32, String> = BTreeMap::new();
+    for (id, _) in doms {
         let pong = format!(
             "/local/domain/{id}/{}/{}",
             schema::DATA_DIR,
             schema::KEY_PONG
         );
         c.watch(&pong, &format!("pong-{id}"))?;
-        pending.insert(*id, (name.clone(), pong));
+        pending.insert(*id, pong);
     }
     let start = Instant::now();
     for (id, _) in doms {
@@ -427,17 +501,14 @@ fn ping(c: &mut Client, doms: &[(u32, String)], timeout: Duration) -> Result<i32
     }
     let mut answered = BTreeMap::new();
     while !pending.is_empty() {
-        let mut done = Vec::new();
-        for (id, (_, pong)) in &pending {
-            if let Ok(Some(v)) = c.try_read(pong) {
-                if v == token.as_bytes() {
-                    done.push(*id);
-                }
-            }
-        }
+        let done: Vec<u32> = pending
+            .iter()
+            .filter(|(_, pong)| matches!(c.try_read(pong), Ok(Some(v)) if v == token.as_bytes()))
+            .map(|(id, _)| *id)
+            .collect();
         for id in done {
-            let (name, _) = pending.remove(&id).expect("present");
-            answered.insert(id, (name, start.elapsed()));
+            pending.remove(&id);
+            answered.insert(id, start.elapsed());
         }
         let left = timeout.saturating_sub(start.elapsed());
         if pending.is_empty() || left.is_zero() {
@@ -445,19 +516,28 @@ fn ping(c: &mut Client, doms: &[(u32, String)], timeout: Duration) -> Result<i32
         }
         c.wait_events(left)?;
     }
-    for (id, (name, dt)) in &answered {
-        println!(
-            "{id} {} pong in {} ms",
-            crate::text::printable_str(name, 40),
-            dt.as_millis()
-        );
+    Ok(answered)
+}
+
+fn ping(c: &mut Client, doms: &[(u32, String)], timeout: Duration) -> Result<i32, HostError> {
+    let answered = ask(c, doms, timeout)?;
+    for (id, name) in doms {
+        match answered.get(id) {
+            Some(dt) => println!(
+                "{id} {} pong in {} ms",
+                crate::text::printable_str(name, 40),
+                dt.as_millis()
+            ),
+            None => println!(
+                "{id} {} no answer within {:?}",
+                crate::text::printable_str(name, 40),
+                timeout
+            ),
+        }
     }
-    for (id, (name, _)) in &pending {
-        println!(
-            "{id} {} no answer within {:?}",
-            crate::text::printable_str(name, 40),
-            timeout
-        );
-    }
-    Ok(if pending.is_empty() { 0 } else { EXIT_UNKNOWN })
+    Ok(if answered.len() == doms.len() {
+        0
+    } else {
+        EXIT_UNKNOWN
+    })
 }

@@ -47,6 +47,8 @@ pub const KEY_HEALTH: &str = "health";
 pub const KEY_ARRAYS: &str = "arrays";
 pub const KEY_UPDATED: &str = "updated";
 pub const KEY_PONG: &str = "pong";
+/// Written (unix time) by an agent that stops cleanly; removed when one starts.
+pub const KEY_STOPPED: &str = "stopped";
 pub const CTL_BUDGET: &str = "budget_kbps";
 pub const CTL_PING: &str = "ping";
 pub const CTL_PROBE: &str = "probe";
