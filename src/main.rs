@@ -1,6 +1,7 @@
 //! mdguard command line. See README.md for the contract of each command.
 
 use mdguard::md::observe::{read_snapshot, ReadError};
+use mdguard::report::agent_state::AgentView;
 use mdguard::report::status as report;
 use mdguard::root::Root;
 use mdguard::{config, daemon};
@@ -81,11 +82,20 @@ fn parse_read_opts(
     Ok(o)
 }
 
+/// md's state, with what a running agent knows beyond it (stalled, flapping).
+fn read_with_agent(root: &Root) -> Result<mdguard::md::model::Snapshot, ReadError> {
+    let mut s = read_snapshot(root)?;
+    if let Some(view) = AgentView::read(root) {
+        view.apply(&mut s);
+    }
+    Ok(s)
+}
+
 fn cmd_status(o: ReadOpts) -> ExitCode {
     if o.help {
         return help();
     }
-    match read_snapshot(&o.root) {
+    match read_with_agent(&o.root) {
         Ok(s) => {
             if o.json {
                 println!("{}", report::status_json(&s));
@@ -117,7 +127,7 @@ fn cmd_check(o: ReadOpts) -> ExitCode {
     if o.help {
         return help();
     }
-    match read_snapshot(&o.root) {
+    match read_with_agent(&o.root) {
         Ok(s) => {
             let (code, line) = report::check_line(&s);
             println!("{line}");

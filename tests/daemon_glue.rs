@@ -507,11 +507,36 @@ fn writes_that_hang_are_reported_and_their_end_too() {
     g.set_md(&md);
     g.start();
     g.wait_log("md0: writes stalled for 1s");
+    // the guest's own check knows what the running agent knows: md shows [UU],
+    // but the writes hang
+    let check = |g: &Guest| {
+        Command::new(env!("CARGO_BIN_EXE_mdguard"))
+            .args(["check", "--root"])
+            .arg(g.dir.path())
+            .output()
+            .unwrap()
+    };
+    g.wait_until("check sees the stall", || {
+        check(&g).status.code() == Some(2)
+    });
+    let line = String::from_utf8_lossy(&check(&g).stdout).into_owned();
+    assert!(
+        line.contains("MDGUARD CRITICAL - md0 degraded")
+            && line.contains("writes stalled (mdguard)"),
+        "{line}"
+    );
     md.array_state = "active";
     g.set_md(&md);
     g.poke();
     g.wait_log("md0: writes flow again");
+    g.wait_until("check reads ok again", || {
+        check(&g).status.code() == Some(0)
+    });
     g.stop();
+    assert!(
+        !g.path("run/mdguard/agent.json").exists(),
+        "a clean stop removes the view"
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ use crate::heal::{Action, Engine, Env, Ms};
 use crate::log;
 use crate::md::model::{Health, Snapshot};
 use crate::md::observe::read_snapshot;
+use crate::report::agent_state::AgentView;
 use crate::root::Root;
 mod notify;
 mod sources;
@@ -71,6 +72,8 @@ pub struct Daemon {
     xs: Option<crate::report::agent::Reporter>,
     /// Speed limits to restore, as last written to the state file.
     saved_written: SavedSpeeds,
+    /// What the agent's view file says, as last written.
+    view_written: Option<AgentView>,
     /// systemd watchdog: (interval, last ping).
     watchdog: Option<(Ms, Ms)>,
 }
@@ -128,6 +131,7 @@ impl Daemon {
             read_error_logged: false,
             xs: None,
             saved_written: SavedSpeeds::new(),
+            view_written: None,
             watchdog: notify::watchdog_interval().map(|d| ((d.as_millis() as Ms / 2).max(1), 0)),
         })
     }
@@ -273,6 +277,7 @@ impl Daemon {
             if let Some(xs) = self.xs.as_mut() {
                 xs.publish(&self.snap, &self.engine);
             }
+            self.write_agent_view();
             // events the client queued while it answered requests: act on them
             // before sleeping
             if self.xenstore_requests() {
@@ -317,6 +322,9 @@ impl Daemon {
         self.persist_saved_speeds();
         if let Some(xs) = self.xs.as_mut() {
             xs.stopped();
+        }
+        if let Err(e) = AgentView::remove(&self.opts.root) {
+            log::warn(&format!("cannot remove the agent's view: {e}"));
         }
         log::notice("mdguard stopping; sync speed limits restored");
         notify::send("STOPPING=1");

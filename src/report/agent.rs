@@ -6,6 +6,7 @@
 use crate::clock::unix_now;
 use crate::heal::{Engine, Phase};
 use crate::md::model::{Array, Snapshot};
+use crate::report::agent_state::ArrayView;
 use crate::report::publisher::{self, PublishConfig, Publisher};
 use crate::report::schema::{
     control_key, reported_health, ArraySummary, ControlEvent, ControlState, CONTROL_DIR,
@@ -211,8 +212,7 @@ pub fn summary(a: &Array, engine: &Engine) -> ArraySummary {
     {
         members.push((l.device.clone(), l.phase().as_str().to_string()));
     }
-    let flapping = legs.iter().any(|l| l.phase() == Phase::Flapping);
-    let stalled = engine.arrays.get(&a.name).is_some_and(|m| m.stalled);
+    let ArrayView { flapping, stalled } = ArrayView::of(engine, &a.name);
     ArraySummary {
         name: a.name.clone(),
         health: reported_health(a.health, flapping, stalled),

@@ -5,9 +5,12 @@
 //!   parsers of everything read back);
 //! - [`publisher`]: what the guest writes and when (pure plan, then one transaction);
 //! - [`agent`]: the guest's xenstore side in the daemon (publish, take dom0's requests);
+//! - [`agent_state`]: what the running agent knows beyond md (stalled, flapping), for
+//!   the guest's own `status` and `check`;
 //! - [`host`]: dom0's side, `mdguard host ...`.
 
 pub mod agent;
+pub mod agent_state;
 pub mod host;
 pub mod publisher;
 pub mod schema;
