@@ -249,6 +249,59 @@ fn seed_layout_both_arrays_heal() {
     finish(&mut lab, t0, "seed layout");
 }
 
+/// Scenario 3b: the seed layout with 0.90 superblocks, the last partition running
+/// to the end of the disk. A 0.90 superblock sits at the end of its device, so
+/// the whole disk nbd1 shows md1's superblock (nbd1p2's) as its own. When nbd1
+/// comes back, the whole disk is passed over (its partitions are legs) and only
+/// the partitions are re-added.
+#[test]
+#[ignore = "VM test: run tests/vm/provision.sh first (scripts/test-all.sh does)"]
+fn a_whole_disk_is_never_added_for_its_last_partition() {
+    let t0 = Instant::now();
+    let cfg = LabConfig {
+        metadata: "0.90",
+        last_partition_to_end: true,
+        ..LabConfig::healing(Layout::Seed, Some(5), 48)
+    };
+    let mut lab = Lab::start_clean("heal-090", cfg, HEAL_WAIT);
+    // the hazard is real on this kernel: the disk reads as md1's member
+    let uuid = |lab: &mut Lab, dev: &str| {
+        lab.vm
+            .sh(&format!(
+                "mdadm --examine /dev/{dev} 2>/dev/null | grep -i '^ *UUID' || true"
+            ))
+            .trim()
+            .to_string()
+    };
+    let (disk, part) = (uuid(&mut lab, "nbd1"), uuid(&mut lab, "nbd1p2"));
+    assert!(
+        !part.is_empty() && disk == part,
+        "nbd1: {disk:?}, nbd1p2: {part:?}"
+    );
+    start_agent(&mut lab, "", "");
+    let sha = kill_and_write(&mut lab, "md0", 2, 2);
+    lab.legs[1].server.restart();
+    lab.wait_healed("md0", HEAL_WAIT);
+    lab.wait_healed("md1", HEAL_WAIT);
+    let log = agent_log(&mut lab.vm);
+    assert!(
+        log.contains("re-added nbd1p1") && log.contains("re-added nbd1p2"),
+        "{log}"
+    );
+    assert!(!log.contains("new device nbd1 "), "{log}");
+    assert!(
+        log.contains(
+            "nbd1: not considered as a returning leg: a whole disk whose partitions are legs"
+        ),
+        "{log}"
+    );
+    let s = lab.snapshot();
+    assert!(s.member("md0", "nbd1").is_none() && s.member("md1", "nbd1").is_none());
+    assert_eq!(read_sha(&mut lab.vm, "md0", 2, 2), sha);
+    assert_eq!(check_mismatches(&mut lab.vm, "md1", HEAL_WAIT), 0);
+    finish(&mut lab, t0, "0.90 partitions");
+}
+
 /// Scenario 4: a flapping server, killed and restarted again and again: backoff
 /// holds (no re-add storm), then mdguard stops re-adding and says `flapping`;
 /// a probe request (SIGUSR1 locally, dom0's hint in Xen) heals it at the end.

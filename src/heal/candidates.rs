@@ -6,7 +6,7 @@ use super::engine::Engine;
 use super::event::{Event, NotALeg};
 use super::leg::{Episode, Leg, LegState, Phase};
 use super::membership::verdict;
-use crate::md::identity::{never_a_leg, same_uuid, transport};
+use crate::md::identity::{never_a_leg, on_disk, same_uuid, transport};
 use crate::md::model::{Array, Snapshot};
 use crate::md::superblock::Role;
 
@@ -68,8 +68,17 @@ impl Engine {
             if known_leg || in_any {
                 continue;
             }
+            // a whole disk whose partitions md knows: a 0.90 superblock at the
+            // end of its last partition reads as the disk's own
+            let partitioned = managed
+                .iter()
+                .flat_map(|a| a.members.iter().map(|m| m.device.as_str()))
+                .chain(self.legs.values().map(|l| l.device.as_str()))
+                .any(|x| x != d && on_disk(x, &d));
             let why = if never_a_leg(&d) {
                 Some(NotALeg::LocalCopy)
+            } else if partitioned {
+                Some(NotALeg::PartitionedDisk)
             } else if !transports.contains(&transport(&d)) {
                 Some(NotALeg::OtherTransport)
             } else {

@@ -222,6 +222,9 @@ pub enum NotALeg {
     LocalCopy,
     /// No leg of a degraded array comes over its transport.
     OtherTransport,
+    /// A whole disk whose partitions are (or were) legs: the 0.90 superblock of
+    /// its last partition, at the end of the disk, reads as the disk's own.
+    PartitionedDisk,
 }
 
 impl Event {
@@ -404,6 +407,8 @@ impl fmt::Display for Event {
                     NotALeg::LocalCopy =>
                         "a loop, device-mapper, zram, RAM or optical device may hold a local copy of a leg",
                     NotALeg::OtherTransport => "no leg of a degraded array comes over its transport",
+                    NotALeg::PartitionedDisk =>
+                        "a whole disk whose partitions are legs (a 0.90 superblock at the end of its last partition reads as the disk's own)",
                 }
             ),
             ForeignDevice { device, uuid } => write!(

@@ -292,6 +292,13 @@ pub struct LabConfig {
     /// Global md resync ceiling (KiB/s) set before the arrays are created,
     /// so the initial resync is observable; None: kernel default.
     pub throttle_kbps: Option<u32>,
+    /// `mdadm --metadata`: "1.2" (the default) or "0.90", whose superblock sits
+    /// at the end of the device.
+    pub metadata: &'static str,
+    /// Seed layout: the second partition runs to the very end of the disk (the
+    /// default leaves 1 MiB free), so a 0.90 superblock at its end is also where
+    /// the whole disk's would be.
+    pub last_partition_to_end: bool,
 }
 
 impl Default for LabConfig {
@@ -304,6 +311,8 @@ impl Default for LabConfig {
             format: ImageFormat::Raw,
             bitmap_chunk_kib: None,
             throttle_kbps: Some(64),
+            metadata: "1.2",
+            last_partition_to_end: false,
         }
     }
 }
@@ -375,7 +384,8 @@ impl Lab {
                     let f = std::fs::File::create(&img).unwrap();
                     f.set_len(cfg.leg_mib << 20).unwrap();
                     let p1 = (cfg.leg_mib - 2) / 2;
-                    storage::write_mbr(&img, &[(1, p1), (1 + p1, cfg.leg_mib - 2 - p1)]);
+                    let end_gap = if cfg.last_partition_to_end { 0 } else { 1 };
+                    storage::write_mbr(&img, &[(1, p1), (1 + p1, cfg.leg_mib - 1 - end_gap - p1)]);
                     StorageServer::serve(dir.path(), &leg, img, cfg.format)
                 }
             };
@@ -427,9 +437,10 @@ impl Lab {
         for a in &lab.arrays {
             let devs: Vec<String> = a.members.iter().map(|m| format!("/dev/{m}")).collect();
             let script = format!(
-                "mdadm --create /dev/{} --run --level=1 --raid-devices=2 --metadata=1.2 \
+                "mdadm --create /dev/{} --run --level=1 --raid-devices=2 --metadata={} \
                  --bitmap={bitmap} {}",
                 a.name,
+                lab.cfg.metadata,
                 devs.join(" ")
             );
             lab.vm.sh(&script);

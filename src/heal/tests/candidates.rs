@@ -140,3 +140,34 @@ fn local_copies_and_other_transports_are_never_probed() {
     let a = e.on_snapshot(&m.gone(), &Env::default(), 3);
     assert!(a.is_empty(), "{a:?}");
 }
+
+/// Legs on partitions (md0 = nbd0p1 + nbd1p1, md1 = nbd0p2 + nbd1p2) with 0.90
+/// superblocks, which sit at the end of a partition: the last partition's is
+/// also where the whole disk's would be. nbd1 reconnected shows up as a new
+/// device carrying md1's superblock; it must never be added in place of nbd1p2.
+#[test]
+fn a_whole_disk_whose_partitions_are_legs_is_never_probed() {
+    let arr = |name: &str, p: u32| {
+        raid1(name)
+            .leg(&format!("nbd0p{p}"), 0)
+            .faulty_leg(&format!("nbd1p{p}"))
+            .snap()
+            .arrays
+            .remove(0)
+    };
+    let both = || snap(vec![arr("md0", 1), arr("md1", 2)]);
+    let mut e = engine();
+    e.on_snapshot(&both(), &Env::default(), 0);
+    for dev in ["nbd1", "nbd1p1", "nbd1p2"] {
+        e.on_device(dev);
+    }
+    let a = e.on_snapshot(&both(), &Env::default(), 1);
+    assert!(!actions(&a).contains(&probe("nbd1")), "{a:?}");
+    assert!(
+        events(&a).contains(&Event::NotACandidate {
+            device: "nbd1".into(),
+            why: NotALeg::PartitionedDisk,
+        }),
+        "{a:?}"
+    );
+}
