@@ -5,7 +5,7 @@ use super::action::{log, Action, LegFlags, Ms, ProbeOutcome, SEC};
 use super::engine::Engine;
 use super::event::{Event, NotALeg};
 use super::leg::{Episode, Leg, LegState, Phase};
-use super::membership::verdict;
+use super::membership::{shared_uuid, verdict, Refusal};
 use crate::md::identity::{never_a_leg, on_disk, same_uuid, transport};
 use crate::md::model::{Array, Snapshot};
 use crate::md::superblock::Role;
@@ -107,6 +107,21 @@ impl Engine {
             return;
         };
         let managed = self.managed(snap);
+        if let Some(reason) = shared_uuid(snap, &sb.uuid) {
+            if !self.refused_logged.iter().any(|d| d == device) {
+                self.refused_logged.push(device.to_string());
+                let array = match &reason {
+                    Refusal::SharedUuid { arrays } => arrays.join(" or "),
+                    _ => String::new(),
+                };
+                out.push(log(Event::CandidateRefused {
+                    array,
+                    device: device.to_string(),
+                    reason,
+                }));
+            }
+            return;
+        }
         let Some(a) = managed
             .iter()
             .find(|a| a.uuid.as_deref().is_some_and(|u| same_uuid(u, &sb.uuid)))

@@ -5,7 +5,7 @@ use super::action::{log, Action, Errno, LegFlags, Ms, Outcome, ProbeOutcome, SEC
 use super::engine::Engine;
 use super::event::{Event, Flap};
 use super::leg::{Attempt, Leg, LegState, NextProbe, Phase};
-use super::membership::verdict;
+use super::membership::{shared_uuid, verdict};
 use crate::md::model::{Array, Snapshot, SyncAction, SyncState};
 
 impl Engine {
@@ -239,7 +239,11 @@ impl Engine {
                 // the array vanished: the leg is forgotten at the next snapshot
                 continue;
             };
-            match verdict(&a, &mem, leg.role, sb.as_ref()) {
+            let judged = match sb.as_ref().and_then(|s| shared_uuid(snap, &s.uuid)) {
+                Some(shared) => Err(shared),
+                None => verdict(&a, &mem, leg.role, sb.as_ref()),
+            };
+            match judged {
                 Ok(()) => {
                     let sb = sb.clone().expect("the verdict proves a superblock");
                     leg.prove(now + jitter, sb);

@@ -3,7 +3,7 @@
 use super::action::SbFacts;
 use super::engine::ArrayMem;
 use crate::md::identity::same_uuid;
-use crate::md::model::Array;
+use crate::md::model::{Array, Snapshot};
 use crate::md::superblock::Role;
 use std::fmt;
 
@@ -46,6 +46,11 @@ pub enum Refusal {
     },
     /// No in-sync leg to check the device's history against.
     NoWitness,
+    /// Several running arrays carry this UUID (a cloned image assembled twice):
+    /// the superblock cannot say which one the device belongs to.
+    SharedUuid {
+        arrays: Vec<String>,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -89,6 +94,12 @@ impl fmt::Display for Refusal {
             Refusal::NoWitness => {
                 f.write_str("the array has no in-sync leg to check its history against")
             }
+            Refusal::SharedUuid { arrays } => write!(
+                f,
+                "its UUID is carried by {} running arrays ({}): which one it belongs to cannot be told",
+                arrays.len(),
+                arrays.join(", ")
+            ),
         }
     }
 }
@@ -179,6 +190,18 @@ pub fn history_fits(a: &Array, returning: &SbFacts, witness: &SbFacts) -> Result
         }
     }
     Ok(())
+}
+
+/// Several running arrays carry `uuid` (a cloned image assembled twice): no
+/// superblock with it can prove which array a device belongs to.
+pub fn shared_uuid(snap: &Snapshot, uuid: &str) -> Option<Refusal> {
+    let owners: Vec<String> = snap
+        .arrays
+        .iter()
+        .filter(|a| a.uuid.as_deref().is_some_and(|u| same_uuid(u, uuid)))
+        .map(|a| a.name.clone())
+        .collect();
+    (owners.len() > 1).then_some(Refusal::SharedUuid { arrays: owners })
 }
 
 /// The member whose superblock a returning leg's history is checked against:

@@ -171,3 +171,47 @@ fn a_whole_disk_whose_partitions_are_legs_is_never_probed() {
         "{a:?}"
     );
 }
+
+/// Two running arrays with one UUID (a cloned image whose arrays were both
+/// assembled): a device carrying that UUID cannot be told to belong to either,
+/// whether it is a new node or a leg that failed.
+#[test]
+fn a_uuid_two_running_arrays_share_proves_nothing() {
+    let twins = || {
+        snap(vec![
+            raid1("md3").leg("xvdb", 0).faulty_leg("xvdc").build(),
+            raid1("md4").leg("xvde", 0).leg("xvdf", 1).build(),
+        ])
+    };
+    let mut e = engine();
+    e.on_snapshot(&twins(), &Env::default(), 0);
+    e.on_device("xvdd");
+    let a = e.on_snapshot(&twins(), &Env::default(), 1);
+    assert!(actions(&a).contains(&probe("xvdd")), "{a:?}");
+    let shared = Refusal::SharedUuid {
+        arrays: vec!["md3".into(), "md4".into()],
+    };
+    let a = e.on_probe(&twins(), "xvdd", sb(UUID, 1, 100), 1);
+    assert_eq!(
+        a,
+        vec![Action::Log(Event::CandidateRefused {
+            array: "md3 or md4".into(),
+            device: "xvdd".into(),
+            reason: shared.clone(),
+        })]
+    );
+    // the leg that failed, on its own node
+    let t = e.next_deadline().unwrap();
+    let a = e.on_snapshot(&twins(), &Env::default(), t);
+    assert!(actions(&a).contains(&probe("xvdc")), "{a:?}");
+    let a = e.on_probe(&twins(), "xvdc", sb(UUID, 1, 100), t);
+    assert_eq!(
+        events(&a),
+        vec![Event::Refused {
+            array: "md3".into(),
+            device: "xvdc".into(),
+            reason: shared,
+        }]
+    );
+    assert!(actions(&a).is_empty());
+}
