@@ -106,11 +106,11 @@ fn cmd_status(o: ReadOpts) -> ExitCode {
         }
         Err(e @ ReadError::NoMd(_)) => {
             if o.json {
-                // no array is unhealthy: `ok`, as `check` and xenstore say
-                println!(
-                    "{}",
-                    serde_json::json!({"arrays": [], "problems": [e.to_string()], "health": "ok"})
-                );
+                let none = mdguard::md::model::Snapshot {
+                    arrays: vec![],
+                    problems: vec![e.to_string()],
+                };
+                println!("{}", report::status_json(&none));
             } else {
                 println!("no md arrays: {e}");
             }

@@ -99,6 +99,7 @@ fn status_json_contract() {
     let o = mdguard(&["status", "--json", "--root", &root_arg(&d)]);
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["version"], 1, "the shape's version");
     let a = &v["arrays"][0];
     for k in [
         "name",
@@ -298,5 +299,6 @@ fn status_json_without_md_says_ok() {
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["health"], "ok");
+    assert_eq!(v["version"], 1);
     assert_eq!(v["arrays"].as_array().map(Vec::len), Some(0));
 }

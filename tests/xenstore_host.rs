@@ -95,6 +95,7 @@ fn status_lists_guests_and_exits_with_the_worst() {
     let o = xs.mdguard_host(&["status", "--json", "--no-ping"]);
     assert_eq!(o.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["version"], 1, "the shape's version");
     assert_eq!(v["worst"], "degraded");
     let g6 = status_guest(&v, 6).unwrap();
     assert_eq!(g6["name"], "db");

@@ -33,6 +33,9 @@ const USAGE: &str = "usage: mdguard host status [--json] [--no-ping] [--timeout 
        mdguard host ping [--domain D] [--timeout SECS]
        mdguard host probe [--domain D]";
 
+/// The version of `host status --json`'s shape.
+const HOST_JSON_VERSION: u32 = 1;
+
 /// Exit code for usage errors, as every mdguard command.
 const EXIT_USAGE: i32 = 2;
 const EXIT_UNKNOWN: i32 = 3;
@@ -412,11 +415,14 @@ fn status(c: &mut Client, json: bool, ping_timeout: Option<Duration>) -> Result<
     if json {
         #[derive(Serialize)]
         struct Report<'a> {
+            /// The shape's version (as `status --json`'s).
+            version: u32,
             worst: Option<Health>,
             exit_code: i32,
             guests: &'a [GuestStatus],
         }
         let r = Report {
+            version: HOST_JSON_VERSION,
             worst,
             exit_code: code,
             guests: &guests,

@@ -4,11 +4,17 @@ use crate::md::model::{Array, Health, Member, MemberCondition, Snapshot, SyncSta
 use std::fmt::Write as _;
 
 /// JSON for `mdguard status --json`. The stable contract is documented in README.
+/// The shape's version: `version` in the JSON, raised on any change a reader
+/// could trip over (a key removed or its meaning changed; new keys do not).
+pub const STATUS_JSON_VERSION: u32 = 1;
+
 pub fn status_json(s: &Snapshot) -> String {
     let v = serde_json::json!({
+        "version": STATUS_JSON_VERSION,
         "arrays": s.arrays,
         "problems": s.problems,
-        "health": s.worst().map(|h| h.as_str()),
+        // no array is unhealthy: `ok`, as `check` and xenstore say
+        "health": s.worst().unwrap_or(Health::Ok).as_str(),
     });
     serde_json::to_string_pretty(&v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
