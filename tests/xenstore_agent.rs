@@ -21,6 +21,26 @@ impl Drop for Agent {
     }
 }
 
+impl Agent {
+    /// `mdguard run` over the tree `root` as a guest connected through `sock`,
+    /// its log (stderr) in `log`.
+    fn start(root: &Path, cfg: &Path, sock: &Path, log: &Path) -> Agent {
+        Agent(
+            Command::new(env!("CARGO_BIN_EXE_mdguard"))
+                .args(["run", "--foreground", "--exit-after", "60", "--root"])
+                .arg(root)
+                .arg("--config")
+                .arg(cfg)
+                .env("XENSTORED_PATH", sock)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
 #[test]
 #[ignore = "needs xenstored: run tests/xs/provision.sh (scripts/test-all.sh does)"]
 fn agent_reports_to_dom0_and_obeys_its_requests() {
@@ -44,19 +64,7 @@ fn agent_reports_to_dom0_and_obeys_its_requests() {
     )
     .unwrap();
     let log = root.path().join("agent.log");
-    let _agent = Agent(
-        Command::new(env!("CARGO_BIN_EXE_mdguard"))
-            .args(["run", "--foreground", "--exit-after", "60", "--root"])
-            .arg(root.path())
-            .arg("--config")
-            .arg(&cfg)
-            .env("XENSTORED_PATH", &guest_sock)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let _agent = Agent::start(root.path(), &cfg, &guest_sock, &log);
     let agent_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     // dom0 sees the guest's health, read from xenstore
@@ -155,19 +163,7 @@ fn a_stalled_array_never_reads_ok_in_dom0() {
     let cfg = root.path().join("mdguard.toml");
     std::fs::write(&cfg, "[heal]\nstall_timeout_s = 1\n").unwrap();
     let log = root.path().join("agent.log");
-    let agent = Agent(
-        Command::new(env!("CARGO_BIN_EXE_mdguard"))
-            .args(["run", "--foreground", "--exit-after", "60", "--root"])
-            .arg(root.path())
-            .arg("--config")
-            .arg(&cfg)
-            .env("XENSTORED_PATH", &guest_sock)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let agent = Agent::start(root.path(), &cfg, &guest_sock, &log);
     let agent_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let seen = wait_for(Duration::from_secs(20), || {
         let o = xs.mdguard_host(&["status", "--json"]);
@@ -222,18 +218,11 @@ fn a_stopped_or_dead_agent_never_reads_ok() {
     )
     .unwrap();
     let start = || {
-        Agent(
-            Command::new(env!("CARGO_BIN_EXE_mdguard"))
-                .args(["run", "--foreground", "--exit-after", "60", "--root"])
-                .arg(root.path())
-                .arg("--config")
-                .arg("/dev/null")
-                .env("XENSTORED_PATH", &sock)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
+        Agent::start(
+            root.path(),
+            Path::new("/dev/null"),
+            &sock,
+            &root.path().join("agent.log"),
         )
     };
     let guest_json = |xs: &mut Xenstored, args: &[&str]| {
