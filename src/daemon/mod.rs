@@ -172,7 +172,10 @@ impl Daemon {
     }
 
     /// Re-open the POLLPRI files for the arrays and members as they are now.
-    fn rewatch(&mut self) {
+    /// True when it opened a file it did not watch before: that file is armed at
+    /// its state of this moment, so a change made after the last `observe` and
+    /// before the open would never be signalled, and md must be read again.
+    fn rewatch(&mut self) -> bool {
         let mut want: Vec<PathBuf> = vec![self.opts.root.mdstat()];
         for a in &self.snap.arrays {
             let dir = self.opts.root.md_sysfs(&a.name);
@@ -185,13 +188,16 @@ impl Daemon {
         }
         self.notifiers
             .retain(|n| want.contains(&n.path) && n.path.exists());
+        let mut opened = false;
         for p in want {
             if !self.notifiers.iter().any(|n| n.path == p) {
                 if let Some(n) = Notifier::open(&p) {
                     self.notifiers.push(n);
+                    opened = true;
                 }
             }
         }
+        opened
     }
 
     fn reload(&mut self) {
@@ -283,7 +289,12 @@ impl Daemon {
             if self.xenstore_requests() {
                 continue;
             }
-            self.rewatch();
+            // a file watched from now on: read md again, so a change made
+            // between that read and the open is not lost (seen by the soak: a
+            // leg failed right after the agent started and nothing woke it)
+            if self.rewatch() {
+                continue;
+            }
             let status = crate::report::status::status_line(&self.snap);
             if status != last_status {
                 notify::send(&format!("STATUS={status}"));
