@@ -24,7 +24,8 @@
 //! MDGUARD_SOAK_REGION_MIB (8), MDGUARD_SOAK_LEG_MIB (32), MDGUARD_SOAK_MAX_KBPS
 //! (4000: mdguard's resync ceiling, so a recovery lasts long enough to be hit),
 //! MDGUARD_SOAK_FAULTS (comma list of the fault names below; default all),
-//! MDGUARD_SOAK_OUT.
+//! MDGUARD_SOAK_OUT, MDGUARD_SOAK_NO_ARM_WAIT=1 (do not wait until mdguard has
+//! md0's sysfs files open after a start: see `wait_armed`).
 //!
 //! A seed replays the sequence of faults and legs, not the timing: the writer's
 //! pace and when md notices a failure depend on the machine.
