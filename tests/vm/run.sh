@@ -20,7 +20,10 @@ threads=${MDGUARD_VM_THREADS:-2}
 export MDGUARD_VM_RUN_ID="r$$-$(date +%s)"
 
 status=0
-cargo test --locked --test vm_status --test vm_heal --test vm_safety -- --include-ignored --test-threads="$threads" --show-output "$@" || status=$?
+# vm_soak: the soak's bounded smoke (3 cycles; scripts/soak.sh is the long run),
+# its results apart from a long run's
+export MDGUARD_SOAK_OUT=${MDGUARD_SOAK_OUT:-$PWD/target/soak/smoke.json}
+cargo test --locked --test vm_status --test vm_heal --test vm_safety --test vm_soak -- --include-ignored --test-threads="$threads" --show-output "$@" || status=$?
 # Nothing of ours may outlive the run. (Other sessions' VM tests may be
 # running on this machine: look for this run's id only.)
 if pgrep -af "mdguard-vm-$MDGUARD_VM_RUN_ID-" | grep -E 'qemu-(system|nbd)'; then
