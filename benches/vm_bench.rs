@@ -698,14 +698,6 @@ fn guarded<T>(name: &str, errors: &mut Vec<String>, f: impl FnOnce() -> T) -> Op
     }
 }
 
-fn host(cmd: &str) -> String {
-    std::process::Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
 fn ms(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
@@ -864,7 +856,7 @@ fn bench() {
     let only = std::env::var("MDGUARD_BENCH_ONLY").unwrap_or_default();
     let want = |s: &str| only.is_empty() || only.split(',').any(|o| o == s);
     let t0 = Instant::now();
-    let load_start = host("cat /proc/loadavg");
+    let load_start = harness::host_sh("cat /proc/loadavg");
     let repo = env!("CARGO_MANIFEST_DIR");
     let out_dir = std::path::Path::new(repo).join("target/bench");
     std::fs::create_dir_all(&out_dir).unwrap();
@@ -873,11 +865,11 @@ fn bench() {
     let fp = want("footprint").then(|| std::thread::spawn(move || bench_footprint(idle_s)));
     let xs = want("xenstore").then(|| std::thread::spawn(move || bench_xenstore(idle_s)));
     let mut r = json!({
-        "date": host("date -u +%Y-%m-%dT%H:%M:%SZ"),
+        "date": harness::host_sh("date -u +%Y-%m-%dT%H:%M:%SZ"),
         "machine": {
-            "cpus": host("nproc"), "cpu": host("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
-            "os": host(". /etc/os-release; echo $PRETTY_NAME"), "host_kernel": host("uname -r"),
-            "qemu": host("qemu-system-x86_64 --version | head -1"), "accel": "tcg",
+            "cpus": harness::host_sh("nproc"), "cpu": harness::host_sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
+            "os": harness::host_sh(". /etc/os-release; echo $PRETTY_NAME"), "host_kernel": harness::host_sh("uname -r"),
+            "qemu": harness::host_sh("qemu-system-x86_64 --version | head -1"), "accel": "tcg",
             "guest": "1 vCPU, 256 MiB, Debian kernel (tests/vm)",
             "loadavg_start": load_start,
         },
@@ -926,13 +918,13 @@ fn bench() {
     let bin = env!("CARGO_BIN_EXE_mdguard");
     r["binary"] = json!({
         "mdguard": bin, "mdguard_bytes": std::fs::metadata(bin).map(|m| m.len()).unwrap_or(0),
-        "mdguard_stripped": host(&format!("file -b {bin} | grep -o 'not stripped\\|stripped' | head -1")),
+        "mdguard_stripped": harness::host_sh(&format!("file -b {bin} | grep -o 'not stripped\\|stripped' | head -1")),
         "mdadm_bytes": std::fs::metadata("/sbin/mdadm").map(|m| m.len()).unwrap_or(0),
     });
     if let Ok(p) = std::fs::read_to_string(out_dir.join("parse.json")) {
         r["parse"] = serde_json::from_str(&p).unwrap_or(Value::Null);
     }
-    r["machine"]["loadavg_end"] = json!(host("cat /proc/loadavg"));
+    r["machine"]["loadavg_end"] = json!(harness::host_sh("cat /proc/loadavg"));
     r["wall_s"] = json!(r3(t0.elapsed().as_secs_f64()));
     let text = serde_json::to_string_pretty(&r).unwrap();
     std::fs::write(out_dir.join("results.json"), text + "\n").unwrap();

@@ -303,14 +303,6 @@ fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
-fn host(cmd: &str) -> String {
-    std::process::Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
 fn panic_text(e: Box<dyn std::any::Any + Send>) -> String {
     e.downcast_ref::<String>()
         .cloned()
@@ -706,7 +698,7 @@ fn soak() {
         "soak: seed {} (replay: MDGUARD_SOAK_SEED={}), {} cycles, faults {:?}",
         s.seed, s.seed, s.cycles, s.faults
     );
-    let load_start = host("cat /proc/loadavg");
+    let load_start = harness::host_sh("cat /proc/loadavg");
     let mut lab = Lab::start_clean(
         "soak",
         LabConfig::healing(Layout::Mirror, Some(5), s.leg_mib),
@@ -884,15 +876,15 @@ fn soak() {
         "setup_s": secs(Duration::from_secs_f64(setup_s)), "wall_s": secs(Duration::from_secs_f64(wall)),
     });
     let results = json!({
-        "date": host("date -u +%Y-%m-%dT%H:%M:%SZ"),
+        "date": harness::host_sh("date -u +%Y-%m-%dT%H:%M:%SZ"),
         "seed": soak.s.seed,
         "config": soak.s.json(),
         "agent_config": cfg,
         "machine": {
-            "cpus": host("nproc"), "cpu": host("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
-            "host_kernel": host("uname -r"), "qemu": host("qemu-system-x86_64 --version | head -1"),
+            "cpus": harness::host_sh("nproc"), "cpu": harness::host_sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
+            "host_kernel": harness::host_sh("uname -r"), "qemu": harness::host_sh("qemu-system-x86_64 --version | head -1"),
             "accel": "tcg", "guest": "1 vCPU, 256 MiB", "guest_kernel": harness::assets().kernel_version,
-            "first_boot_s": boot_s, "loadavg_start": load_start, "loadavg_end": host("cat /proc/loadavg"),
+            "first_boot_s": boot_s, "loadavg_start": load_start, "loadavg_end": harness::host_sh("cat /proc/loadavg"),
         },
         "totals": totals,
         "final": final_rec,

@@ -642,3 +642,13 @@ pub struct Capture {
     pub mdstat: String,
     pub snapshot: Snapshot,
 }
+
+/// A shell command on the host, its trimmed stdout ("" when it could not run):
+/// the machine facts the soak and the benchmark record.
+pub fn host_sh(cmd: &str) -> String {
+    std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
