@@ -16,7 +16,7 @@ step "cargo clippy -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 step "unit, property, corpus and CLI tests"
 cargo test --locked 2>&1 | tee -a "$log"
-for tier in tests/xs/run.sh tests/vm/run.sh tests/pkg/run.sh tests/xen/run.sh; do
+for tier in tests/xs/run.sh tests/prom/run.sh tests/vm/run.sh tests/pkg/run.sh tests/xen/run.sh; do
   if [ -x "$tier" ]; then
     step "$tier"
     "$tier" 2>&1 | tee -a "$log"

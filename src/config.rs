@@ -10,6 +10,7 @@ use std::time::Duration;
 pub const DEFAULT_PATH: &str = "/etc/mdguard/mdguard.toml";
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Arrays to manage by name (`md0`) or UUID; empty = every RAID1 array.
@@ -22,22 +23,42 @@ pub struct Config {
     pub heal: Heal,
     pub throttle: Throttle,
     pub report: Report,
+    pub hooks: Hooks,
     /// Per-leg reconnect commands (e.g. nbd-client), run after the faulty member is
     /// removed and before it is added back.
     pub reconnect: Vec<Reconnect>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(default, deny_unknown_fields)]
 pub struct Probe {
     /// A probe read that takes longer than this counts as failed.
     pub timeout_ms: u64,
-    /// First probe this long after a leg fails, doubling up to `max_interval_s`.
+    /// First probe this long after a leg fails, doubling up to `max_interval_s`
+    /// for reconnect commands...
     pub initial_interval_s: u64,
     pub max_interval_s: u64,
+    /// ...and up to this for probe reads, which are cheap: a leg that comes
+    /// back without any event (a vbd whose storage returns under it) is found
+    /// within this of being readable, however long the outage. Taken within
+    /// `initial_interval_s..=max_interval_s` ([`Probe::read_cap_s`]).
+    pub max_read_interval_s: u64,
+}
+
+impl Probe {
+    /// How far the interval between probe reads grows:
+    /// `max_read_interval_s`, never below `initial_interval_s` nor above
+    /// `max_interval_s`.
+    pub fn read_cap_s(&self) -> u64 {
+        self.max_read_interval_s
+            .max(self.initial_interval_s)
+            .min(self.max_interval_s)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(default, deny_unknown_fields)]
 pub struct Heal {
     /// Take a returning leg back with a full recovery when a bitmap-scoped re-add
@@ -58,6 +79,7 @@ pub struct Heal {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(default, deny_unknown_fields)]
 pub struct Throttle {
     /// Ceiling for each recovering array's sync_speed_max, KiB/s (0: leave the
@@ -65,17 +87,27 @@ pub struct Throttle {
     pub max_kbps: u64,
     /// Floor: sync_speed_min while recovering, KiB/s.
     pub min_kbps: u64,
-    /// While the guest's own I/O is busy (io pressure above `busy_pressure`), the
-    /// ceiling is divided by this.
+    /// While the guest's own I/O is busy (`busy_pressure`, or `busy_kbps` without
+    /// PSI), the ceiling is divided by this.
     pub busy_divisor: u64,
-    /// `some avg10` of /proc/pressure/io (percent) above which the guest is busy.
+    /// `some avg10` of /proc/pressure/io (percent) at or above which the guest is
+    /// busy.
     pub busy_pressure: f64,
+    /// Without /proc/pressure/io: KiB/s of the guest's own reads and writes
+    /// through its md arrays (/proc/diskstats) at or above which it is busy.
+    pub busy_kbps: u64,
     /// Random delay before re-adding, up to this many seconds, so a host's guests do
     /// not all start resyncing against a returned server in the same second.
     pub jitter_s: u64,
+    /// With a coordinator in dom0 (`mdguard host run`) a leg asks for its turn
+    /// instead of the jitter, and waits up to this long for an answer (and past
+    /// each sign of the coordinator's life while queued) before it falls back
+    /// to the jitter. 0: never ask.
+    pub grant_timeout_s: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(default, deny_unknown_fields)]
 pub struct Report {
     /// Publish to xenstore when available.
@@ -84,7 +116,35 @@ pub struct Report {
     pub progress_interval_s: u64,
 }
 
+/// A program run on events, mdadm --monitor's PROGRAM way (docs/hooks.md).
+#[cfg_attr(test, derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hooks {
+    /// Absolute path of the program, run without a shell as `PROGRAM EVENT
+    /// MD-DEVICE [COMPONENT]` with `MDGUARD_*` in its environment; empty: no
+    /// hook.
+    pub program: String,
+    /// The events to run it on (`Fail`, `DegradedArray`, ...); empty: every
+    /// event.
+    pub events: Vec<String>,
+    /// A hook still running after this long is killed, with its children.
+    pub timeout_s: u64,
+    /// Hooks running at once at most; the rest wait their turn, one at a time
+    /// per array, in order.
+    pub max_concurrent: u32,
+}
+
+impl Hooks {
+    /// Is a hook wanted for this event?
+    pub fn wants(&self, event: &str) -> bool {
+        !self.program.is_empty()
+            && (self.events.is_empty() || self.events.iter().any(|e| e == event))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct Reconnect {
     /// Kernel device name of the leg, e.g. `nbd1`.
@@ -105,6 +165,7 @@ impl Default for Probe {
             timeout_ms: 5000,
             initial_interval_s: 2,
             max_interval_s: 60,
+            max_read_interval_s: 4,
         }
     }
 }
@@ -129,7 +190,20 @@ impl Default for Throttle {
             min_kbps: 0,
             busy_divisor: 4,
             busy_pressure: 20.0,
+            busy_kbps: 1024,
             jitter_s: 10,
+            grant_timeout_s: 10,
+        }
+    }
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            program: String::new(),
+            events: Vec::new(),
+            timeout_s: 30,
+            max_concurrent: 4,
         }
     }
 }
@@ -222,6 +296,32 @@ impl Config {
         {
             return err("throttle.min_kbps must not exceed throttle.max_kbps".into());
         }
+        let h = &self.hooks;
+        if !h.program.is_empty() && !Path::new(&h.program).is_absolute() {
+            return err(format!(
+                "hooks.program `{}`: an absolute path, e.g. /usr/local/sbin/mdguard-hook",
+                h.program
+            ));
+        }
+        for e in &h.events {
+            use crate::report::hooks::HookName;
+            if !HookName::parse(e).is_some_and(|n| HookName::GUEST.contains(&n)) {
+                let known: Vec<&str> = HookName::GUEST.iter().map(|n| n.as_str()).collect();
+                return err(format!(
+                    "hooks.events: no event `{e}`; the events are {}",
+                    known.join(", ")
+                ));
+            }
+        }
+        if h.timeout_s == 0 || h.max_concurrent == 0 {
+            return err("hooks.timeout_s and hooks.max_concurrent must be at least 1".into());
+        }
+        let refresh = crate::report::admission::QUEUED_REFRESH_S;
+        if self.throttle.grant_timeout_s != 0 && self.throttle.grant_timeout_s <= refresh {
+            return err(format!(
+                "throttle.grant_timeout_s must be 0 (never ask dom0) or above {refresh} (dom0's coordinator shows it lives every {refresh} s)"
+            ));
+        }
         for r in &self.reconnect {
             if r.command.is_empty() {
                 return err(format!("reconnect for `{}`: command is empty", r.device));
@@ -311,6 +411,22 @@ command = ["nbd-client", "10.0.2.2", "10809", "/dev/nbd1", "-t", "10"]
         assert!(c.manages("md0", None, Some("raid5")));
         assert!(!c.manages("md9", None, Some("raid1")));
         assert!(!c.manages("md2", None, Some("raid1")));
+        assert!(!c.hooks.wants("Fail"), "no program, no hook");
+    }
+
+    #[test]
+    fn hooks_run_on_the_events_named() {
+        let c = Config::parse(
+            "[hooks]\nprogram = \"/usr/local/sbin/hook\"\nevents = [\"Fail\", \"SpareActive\"]\ntimeout_s = 5\n",
+            Path::new("m.toml"),
+        )
+        .unwrap();
+        assert!(c.hooks.wants("Fail") && c.hooks.wants("SpareActive"));
+        assert!(!c.hooks.wants("ReAdded"));
+        assert_eq!((c.hooks.timeout_s, c.hooks.max_concurrent), (5, 4));
+        let every =
+            Config::parse("[hooks]\nprogram = \"/bin/true\"\n", Path::new("m.toml")).unwrap();
+        assert!(every.hooks.wants("ReAdded") && every.hooks.wants("Stalled"));
     }
 
     #[test]
@@ -327,6 +443,25 @@ command = ["nbd-client", "10.0.2.2", "10809", "/dev/nbd1", "-t", "10"]
         assert!(e.message.contains("frobnicate"), "{e}");
         let e = Config::parse("[probe]\ntimeout_ms = 0\n", Path::new("m.toml")).unwrap_err();
         assert!(e.message.contains("timeout_ms"), "{e}");
+        let e = Config::parse("[hooks]\nevents = [\"Fial\"]\n", Path::new("m.toml")).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("hooks.events: no event `Fial`; the events are Fail, DegradedArray,"),
+            "{e}"
+        );
+        // dom0's events are no agent's
+        let e = Config::parse("[hooks]\nevents = [\"AgentSilent\"]\n", Path::new("m.toml"))
+            .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("hooks.events: no event `AgentSilent`;")
+                && e.message.ends_with("Stalled, WritesFlow"),
+            "{e}"
+        );
+        let e = Config::parse("[hooks]\nprogram = \"hook.sh\"\n", Path::new("m.toml")).unwrap_err();
+        assert!(e.message.contains("an absolute path"), "{e}");
+        let e = Config::parse("[hooks]\nmax_concurrent = 0\n", Path::new("m.toml")).unwrap_err();
+        assert!(e.message.contains("hooks.max_concurrent"), "{e}");
         let e = Config::parse(
             "[[reconnect]]\ndevice = \"nbd1\"\ncommand = []\n",
             Path::new("m.toml"),
@@ -420,5 +555,125 @@ command = ["nbd-client", "10.0.2.2", "10809", "/dev/nbd1", "-t", "10"]
         keys(&toml::from_str(&text).unwrap(), "", &mut shipped);
         assert_eq!(shipped, documented, "packaging/mdguard.toml vs README.md");
         assert!(shipped.len() >= 20, "{shipped:?}");
+    }
+
+    /// Every key the code takes, with its default (`None`: required), from the
+    /// types themselves: `table.key`, `reconnect[].key`.
+    fn code_keys() -> Vec<(String, Option<serde_json::Value>)> {
+        let mut out = Vec::new();
+        let top = serde_json::to_value(Config::default()).unwrap();
+        for (k, v) in top.as_object().unwrap() {
+            match v {
+                serde_json::Value::Object(t) => {
+                    for (kk, vv) in t {
+                        out.push((format!("{k}.{kk}"), Some(vv.clone())));
+                    }
+                }
+                _ if k == "reconnect" => {}
+                _ => out.push((k.clone(), Some(v.clone()))),
+            }
+        }
+        // a [[reconnect]] table with only what it cannot do without: a key
+        // whose removal makes the table unusable is required
+        let minimal = "[[reconnect]]\ndevice = \"nbd1\"\ncommand = [\"true\"]\n";
+        let c = Config::parse(minimal, Path::new("m.toml")).unwrap();
+        let r = serde_json::to_value(&c.reconnect[0]).unwrap();
+        for (k, v) in r.as_object().unwrap() {
+            let without: String = minimal
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{k} =")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let required = Config::parse(&without, Path::new("m.toml")).is_err();
+            out.push((format!("reconnect[].{k}"), (!required).then(|| v.clone())));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// mdguard.toml(5): each key is a `.TP` entry `.B key = default` (or
+    /// `.B key` and `(required)`) under the `.SH` of its table.
+    fn manual_keys(page: &str) -> Vec<(String, Option<String>)> {
+        let mut out = Vec::new();
+        let mut prefix: Option<String> = None;
+        let lines: Vec<&str> = page.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if let Some(h) = l.strip_prefix(".SH ") {
+                let h = h.trim_matches('"').replace("\\-", "-");
+                prefix = if h == "TOP-LEVEL KEYS" {
+                    Some(String::new())
+                } else if let Some(t) = h.strip_prefix("[[").and_then(|t| t.strip_suffix("]]")) {
+                    Some(format!("{t}[]."))
+                } else {
+                    h.strip_prefix('[')
+                        .and_then(|t| t.strip_suffix(']'))
+                        .map(|t| format!("{t}."))
+                };
+            }
+            let (Some(p), true) = (&prefix, *l == ".TP") else {
+                continue;
+            };
+            let Some(entry) = lines.get(i + 1).and_then(|e| e.strip_prefix(".B ")) else {
+                panic!("mdguard.toml(5) line {}: a .TP without `.B key`", i + 2);
+            };
+            let entry = entry.trim_matches('"');
+            let (key, default) = match entry.split_once(" = ") {
+                Some((k, d)) => (k, Some(d.to_string())),
+                None => {
+                    let next = lines.get(i + 2).copied().unwrap_or("");
+                    assert_eq!(
+                        next, "(required)",
+                        "mdguard.toml(5): `{entry}` has no default"
+                    );
+                    (entry, None)
+                }
+            };
+            out.push((format!("{p}{key}"), default));
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn the_manual_describes_every_key_with_its_default() {
+        let page = include_str!("../packaging/man/mdguard.toml.5");
+        let code = code_keys();
+        let manual = manual_keys(page);
+        let names = |v: Vec<String>| v.join(", ");
+        assert_eq!(
+            names(manual.iter().map(|k| k.0.clone()).collect()),
+            names(code.iter().map(|k| k.0.clone()).collect()),
+            "the keys of mdguard.toml(5) vs the code (src/config.rs)"
+        );
+        for ((key, text), (_, default)) in manual.iter().zip(&code) {
+            let Some(text) = text else {
+                assert_eq!(
+                    default, &None,
+                    "{key}: the manual says required, the code has a default"
+                );
+                continue;
+            };
+            let v: toml::Table = toml::from_str(&format!("x = {}", text.replace("\\-", "-")))
+                .unwrap_or_else(|e| panic!("{key} = {text}: not a TOML value: {e}"));
+            let documented = serde_json::to_value(&v["x"]).unwrap();
+            assert_eq!(
+                Some(documented),
+                default.clone(),
+                "{key}: the default in mdguard.toml(5)"
+            );
+        }
+        assert!(code.len() >= 22, "{code:?}");
+    }
+
+    #[test]
+    fn the_shipped_file_has_every_key_of_the_code() {
+        let mut shipped = vec![];
+        keys(
+            &toml::from_str(&uncommented(SHIPPED)).unwrap(),
+            "",
+            &mut shipped,
+        );
+        let code: Vec<String> = code_keys().into_iter().map(|k| k.0).collect();
+        assert_eq!(shipped, code, "packaging/mdguard.toml vs src/config.rs");
     }
 }

@@ -238,26 +238,55 @@ fn usage_errors() {
     assert!(stdout(&o).starts_with("mdguard "));
 }
 
+/// `mdguard host ARGS` is a usage error, said before any xenstore access:
+/// exit 2, `mdguard host: WHY` and the usage on stderr, nothing on stdout.
+fn assert_host_usage_error(args: &[&str], why: &str) {
+    let o = Command::new(env!("CARGO_BIN_EXE_mdguard"))
+        .args(args)
+        .env("XENSTORED_PATH", "/nonexistent/xenstored/socket")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert!(
+        err.starts_with(&format!("mdguard host: {why}\nusage: mdguard host status")),
+        "{args:?}: {err}"
+    );
+    assert!(o.stdout.is_empty(), "{args:?}");
+}
+
 #[test]
 fn every_command_takes_help() {
-    for args in [
-        &["help"][..],
-        &["--help"],
-        &["status", "--help"],
-        &["check", "--help"],
-        &["check", "-h"],
-        &["run", "--help"],
-        &["host", "--help"],
-        &["host", "status", "--help"],
+    for (args, shows) in [
+        (&["help"][..], "mdguard host status"),
+        (&["--help"], "mdguard host status"),
+        (&["-h"], "mdguard run"),
+        (
+            &["status", "--help"],
+            "Usage: mdguard status [--json | --format FORMAT]",
+        ),
+        (&["check", "--help"], "Usage: mdguard check [--root DIR]"),
+        (&["check", "-h"], "Usage: mdguard check"),
+        (&["run", "--help"], "Usage: mdguard run [--config PATH]"),
+        (&["version", "--help"], "Usage: mdguard version"),
+        (&["help", "--help"], "Usage: mdguard help"),
+        (&["host", "--help"], "mdguard host status"),
+        (&["host", "status", "--help"], "mdguard host status"),
+        (&["host", "check", "--help"], "mdguard host check"),
+        (&["host", "check", "-h"], "mdguard host check"),
+        (&["host", "metrics", "--help"], "mdguard host metrics"),
+        (&["host", "run", "--help"], "mdguard host run"),
+        (&["host", "probe", "--help"], "mdguard host probe"),
+        (&["host", "ping", "--help"], "mdguard host ping"),
+        (&["host", "set-budget", "--help"], "mdguard host set-budget"),
     ] {
         let o = mdguard(args);
         assert_eq!(o.status.code(), Some(0), "{args:?}");
-        assert!(
-            stdout(&o).contains("mdguard host status"),
-            "{args:?}: {}",
-            stdout(&o)
-        );
+        assert!(stdout(&o).contains(shows), "{args:?}: {}", stdout(&o));
     }
+    // version and help take nothing else
+    assert_eq!(mdguard(&["version", "--bogus"]).status.code(), Some(2));
+    assert_eq!(mdguard(&["help", "me"]).status.code(), Some(2));
 }
 
 /// A --root or --config named on the command line must exist: a typo is an
@@ -301,4 +330,293 @@ fn status_json_without_md_says_ok() {
     assert_eq!(v["health"], "ok");
     assert_eq!(v["version"], 1);
     assert_eq!(v["arrays"].as_array().map(Vec::len), Some(0));
+}
+
+/// `mdguard host`'s usage errors never reach xenstore: exit 2 with the usage
+/// on stderr, except `host check`, a monitoring plugin: one UNKNOWN line on
+/// stdout and exit 3. The usage names every command and option.
+#[test]
+fn host_usage_errors() {
+    let o = mdguard(&["host", "--help"]);
+    for want in [
+        "mdguard host status [--json] [--no-ping] [--timeout SECS] [--by-storage | --storage ID]",
+        "mdguard host check [--no-ping] [--timeout SECS]",
+        "mdguard host probe [--domain D | --storage ID]",
+    ] {
+        assert!(stdout(&o).contains(want), "{want}: {}", stdout(&o));
+    }
+    let o = mdguard(&["help"]);
+    assert!(stdout(&o).contains("mdguard host check"), "{}", stdout(&o));
+    for (args, why) in [
+        (&["host"][..], "missing command"),
+        (&["host", "frobnicate"], "unknown command \"frobnicate\""),
+        (&["host", "--bogus"], "invalid option '--bogus'"),
+        (&["host", "status", "--bogus"], "invalid option '--bogus'"),
+        (
+            &["host", "status", "--domain", "5"],
+            "invalid option '--domain'",
+        ),
+        (
+            &["host", "status", "--storage", ""],
+            "--storage: 1 to 1024 printable characters",
+        ),
+        (
+            &["host", "status", "--timeout", "9999"],
+            "--timeout: 0..3600 seconds",
+        ),
+        (
+            &["host", "ping", "--by-storage"],
+            "invalid option '--by-storage'",
+        ),
+        (&["host", "set-budget"], "set-budget needs --kbps N"),
+        (
+            &["host", "set-budget", "--storage", "x"],
+            "invalid option '--storage'",
+        ),
+        (
+            &["host", "probe", "--storage", "x", "--domain", "5"],
+            "--domain and --storage exclude each other",
+        ),
+    ] {
+        assert_host_usage_error(args, why);
+    }
+    for (args, why) in [
+        (
+            &["host", "check", "--bogus"][..],
+            "invalid option '--bogus'",
+        ),
+        (&["host", "check", "--json"], "invalid option '--json'"),
+        (
+            &["host", "check", "--by-storage"],
+            "invalid option '--by-storage'",
+        ),
+        (
+            &["host", "check", "--domain", "5"],
+            "invalid option '--domain'",
+        ),
+        (
+            &["host", "check", "--timeout", "-1"],
+            "--timeout: 0..3600 seconds",
+        ),
+        (&["host", "check", "extra"], "unexpected argument \"extra\""),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_mdguard"))
+            .args(args)
+            .env("XENSTORED_PATH", "/nonexistent/xenstored/socket")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(3), "{args:?}");
+        assert_eq!(
+            stdout(&o),
+            format!("MDGUARD UNKNOWN - usage: {why} (see mdguard host check --help)\n"),
+            "{args:?}"
+        );
+        assert!(o.stderr.is_empty(), "{args:?}");
+    }
+    // xenstore out of reach: the plugin still answers on one line
+    let o = Command::new(env!("CARGO_BIN_EXE_mdguard"))
+        .args(["host", "check"])
+        .env("XENSTORED_PATH", "/nonexistent/xenstored/socket")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        stdout(&o).starts_with("MDGUARD UNKNOWN - xenstore not available: "),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(stdout(&o).lines().count(), 1);
+}
+
+/// `status --format=prometheus`: the series read back as the format says,
+/// and node_exporter's md semantics on mdstat alone (a recovering array's
+/// blocks done, its working slots); `--textfile` writes the same atomically.
+#[test]
+fn status_prometheus_format_and_textfile() {
+    use mdguard::report::metrics::exposition::parse;
+    let d = tree(RECOVERING);
+    let o = mdguard(&["status", "--format=prometheus", "--root", &root_arg(&d)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let text = stdout(&o);
+    let s = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let v = |name: &str, want: &[(&str, &str)]| {
+        s.iter()
+            .find(|p| p.name == name && want.iter().all(|(k, x)| p.label(k) == Some(*x)))
+            .map(|p| p.value)
+    };
+    assert_eq!(v("mdguard_agent_up", &[]), Some(0.0), "no agent runs here");
+    assert_eq!(
+        v(
+            "mdguard_array_health",
+            &[("array", "md0"), ("health", "recovering")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(v("mdguard_md_state", &[("state", "recovering")]), Some(1.0));
+    assert_eq!(v("mdguard_md_blocks", &[]), Some(1047552.0));
+    assert_eq!(v("mdguard_md_blocks_synced", &[]), Some(224640.0));
+    assert_eq!(v("mdguard_md_disks", &[("state", "active")]), Some(1.0));
+    assert_eq!(v("mdguard_md_disks_required", &[]), Some(2.0));
+    assert_eq!(
+        v("mdguard_sync_completed_ratio", &[("action", "recover")]),
+        Some(0.214)
+    );
+    // the same to a textfile, nothing on stdout
+    let f = d.path().join("mdguard.prom");
+    let o = mdguard(&[
+        "status",
+        "--format",
+        "prometheus",
+        "--textfile",
+        f.to_str().unwrap(),
+        "--root",
+        &root_arg(&d),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(fs::read_to_string(&f).unwrap(), text);
+    // md unreadable: exit 3, the textfile left as it was
+    let bad = tempfile::tempdir().unwrap();
+    fs::create_dir_all(bad.path().join("proc/mdstat")).unwrap();
+    let o = mdguard(&[
+        "status",
+        "--format=prometheus",
+        "--textfile",
+        f.to_str().unwrap(),
+        "--root",
+        &root_arg(&bad),
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(fs::read_to_string(&f).unwrap(), text);
+    // no md at all: no array, nothing wrong
+    let none = tempfile::tempdir().unwrap();
+    let o = mdguard(&["status", "--format=prometheus", "--root", &root_arg(&none)]);
+    assert_eq!(o.status.code(), Some(0));
+    let s = parse(&stdout(&o)).unwrap();
+    assert!(s.iter().all(|p| p.label("array").is_none()));
+    assert!(s
+        .iter()
+        .any(|p| p.name == "mdguard_problems" && p.value == 0.0));
+    // usage
+    for args in [
+        &["status", "--format=yaml"][..],
+        &["status", "--format=text", "--textfile", "x.prom"],
+        &["status", "--json", "--textfile", "x.prom"],
+        &["check", "--format=prometheus"],
+    ] {
+        let o = mdguard(args);
+        assert_ne!(o.status.code(), Some(0), "{args:?}");
+    }
+    let o = mdguard(&["status", "--format=yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--format yaml: text, json or prometheus"));
+}
+
+/// `mdguard host run`, dom0's service: its help, its usage errors (exit 2,
+/// before any xenstore access), and xenstore out of reach (exit 3, said).
+#[test]
+fn host_run_help_and_usage_errors() {
+    for args in [&["host", "run", "--help"][..], &["host", "run", "-h"]] {
+        let o = mdguard(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        assert!(
+            stdout(&o).contains(
+                "mdguard host run [--per-storage K] [--budget-kbps N] [--storage-group ID]..."
+            ),
+            "{}",
+            stdout(&o)
+        );
+    }
+    assert!(stdout(&mdguard(&["help"])).contains("mdguard host run [--per-storage K]"));
+    for (args, why) in [
+        (
+            &["host", "run", "--per-storage", "0"][..],
+            "--per-storage \"0\": 1..1000 recoveries",
+        ),
+        (
+            &["host", "run", "--budget-kbps", "500"],
+            "--budget-kbps: 1000..100000000 KiB/s",
+        ),
+        (
+            &["host", "run", "--silent-after", "5"],
+            "--silent-after \"5\": 20..3600 seconds (an agent shows it lives every 10 s)",
+        ),
+        (
+            &["host", "run", "--storage-group", ""],
+            "--storage-group: 1 to 1024 printable characters",
+        ),
+        (
+            &["host", "run", "--domain", "5"],
+            "invalid option '--domain'",
+        ),
+        (
+            &["host", "run", "--per-storage"],
+            "missing argument for option '--per-storage'",
+        ),
+        (&["host", "run", "now"], "unexpected argument \"now\""),
+    ] {
+        assert_host_usage_error(args, why);
+    }
+    // no xenstore: it says so and exits 3 at once
+    let o = Command::new(env!("CARGO_BIN_EXE_mdguard"))
+        .args(["host", "run", "--foreground"])
+        .env("XENSTORED_PATH", "/nonexistent/xenstored/socket")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("cannot reach xenstore: xenstore not available: "),
+        "{err}"
+    );
+}
+
+/// `run --pidfile`: the pid is there once the agent runs, a second agent on the
+/// same file refuses to start (exit 1, naming the first), and the file goes
+/// when the agent stops. A config it cannot use: no pid file at all.
+#[test]
+fn run_pidfile_for_init_scripts() {
+    let d = tree(HEALTHY);
+    let pidfile = d.path().join("mdguard.pid");
+    let conf = d.path().join("mdguard.toml");
+    fs::write(&conf, "[report]\nxenstore = false\n").unwrap();
+    let run = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mdguard"));
+        c.args(["run", "--foreground", "--root"])
+            .arg(d.path())
+            .arg("--config")
+            .arg(&conf)
+            .arg("--pidfile")
+            .arg(&pidfile)
+            .args(extra);
+        c
+    };
+    let mut first = run(&["--exit-after", "4"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fs::read_to_string(&pidfile).unwrap_or_default() != format!("{}\n", first.id()) {
+        assert!(std::time::Instant::now() < end, "no pid file");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = run(&["--exit-after", "1"]).output().unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains(&format!(
+            "another mdguard runs (pid {}); refusing to start",
+            first.id()
+        )),
+        "{err}"
+    );
+    assert!(first.wait().unwrap().success());
+    assert!(!pidfile.exists(), "the pid file stays after a clean stop");
+    fs::write(&conf, "frobnicate = 1\n").unwrap();
+    let bad = run(&["--exit-after", "1"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        !pidfile.exists(),
+        "a pid file for an agent that refused to start"
+    );
 }

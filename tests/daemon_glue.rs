@@ -12,6 +12,9 @@
 //! the tree's files, where the tests read them; the real kernel's side of each action
 //! is proven in the VM tier (tests/vm_heal.rs).
 
+mod common;
+
+use common::v1;
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -263,6 +266,22 @@ impl Guest {
         assert!(status.success(), "{status}\n{}", self.log());
     }
 
+    /// md0 whole (both legs in sync, clean), each leg's superblock updated at
+    /// `t` with 100 events; the daemon started, and both legs recorded by it
+    /// (its /run copy of the records names two descriptors).
+    fn start_whole_and_recorded(&mut self, uuid: &str, t: u64) {
+        self.set_md(&whole(uuid));
+        self.set_dev("nbd0", Some(&v1_variant_at(0, 100, [0, 1], Some(t))));
+        self.set_dev("nbd1", Some(&v1_variant_at(1, 100, [0, 1], Some(t))));
+        self.start();
+        self.wait_until("both legs recorded in /run", || {
+            self.read("run/mdguard/legs.json")
+                .matches("\"dev_number\"")
+                .count()
+                == 2
+        });
+    }
+
     fn kill9(&mut self) {
         let mut c = self.child.take().expect("started");
         c.kill().unwrap();
@@ -288,33 +307,41 @@ fn returning_leg_sb() -> (Vec<u8>, String) {
 /// two descriptors (raw `dev_roles[]` values: 0xfffe faulty). Offsets are those of
 /// `struct mdp_superblock_1` in md_p.h; the result is checked by parsing it.
 fn v1_variant(dev_number: u32, events: u64, roles: [u16; 2]) -> Vec<u8> {
+    v1_variant_at(dev_number, events, roles, None)
+}
+
+/// [`v1_variant`], last updated at `utime` (unix seconds) when given.
+fn v1_variant_at(dev_number: u32, events: u64, roles: [u16; 2], utime: Option<u64>) -> Vec<u8> {
     let mut b =
         fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/superblock/v1.2.sb"))
             .unwrap();
-    b[160..164].copy_from_slice(&dev_number.to_le_bytes()); // dev_number
-    b[200..208].copy_from_slice(&events.to_le_bytes()); // events
+    if let Some(t) = utime {
+        v1::put_u64(&mut b, v1::UTIME, t);
+    }
+    v1::put_u32(&mut b, v1::DEV_NUMBER, dev_number);
+    v1::put_u64(&mut b, v1::EVENTS, events);
     for (i, r) in roles.iter().enumerate() {
-        b[256 + 2 * i..258 + 2 * i].copy_from_slice(&r.to_le_bytes()); // dev_roles[i]
+        let at = v1::DEV_ROLES + 2 * i;
+        b[at..at + 2].copy_from_slice(&r.to_le_bytes());
     }
-    let max_dev = u32::from_le_bytes(b[220..224].try_into().unwrap()) as usize;
+    let max_dev = u32::from_le_bytes(b[v1::MAX_DEV..v1::MAX_DEV + 4].try_into().unwrap());
     assert_eq!(max_dev, 2, "the fixture is a two-leg mirror");
-    // sb_csum: le32 words of the first 256 + 2 * max_dev bytes, the checksum
-    // itself as zero, folded to 32 bits
-    b[216..220].copy_from_slice(&[0; 4]);
-    let len = 256 + 2 * max_dev;
-    let mut sum: u64 = b[..len]
-        .chunks_exact(4)
-        .map(|w| u64::from(u32::from_le_bytes(w.try_into().unwrap())))
-        .sum();
-    if len % 4 == 2 {
-        sum += u64::from(u16::from_le_bytes([b[len - 2], b[len - 1]]));
-    }
-    let csum = ((sum & 0xffff_ffff) + (sum >> 32)) as u32;
-    b[216..220].copy_from_slice(&csum.to_le_bytes());
+    v1::reseal(&mut b);
     let sb = mdguard::md::superblock::parse_at(&b, mdguard::md::superblock::Version::V1_2, 4 << 20)
         .expect("a valid variant");
     assert_eq!((sb.dev_number, sb.events), (dev_number, events));
+    if let Some(t) = utime {
+        assert_eq!(sb.utime, t);
+    }
     b
+}
+
+/// The fixture's update time.
+fn fixture_utime() -> u64 {
+    let b = v1_variant(1, 100, [0, 1]);
+    mdguard::md::superblock::parse_at(&b, mdguard::md::superblock::Version::V1_2, 4 << 20)
+        .unwrap()
+        .utime
 }
 
 /// The superblock of nbd0, the leg the array ran on: descriptor 0 in slot 0, a
@@ -324,6 +351,18 @@ fn survivor_sb() -> Vec<u8> {
 }
 
 const QUICK: &str = "[probe]\ninitial_interval_s = 1\n[throttle]\njitter_s = 0\n";
+
+/// md0 whole: both legs in sync, the array clean.
+fn whole(uuid: &str) -> Md {
+    Md {
+        array_state: "clean",
+        legs: vec![
+            leg("nbd0", Some(0), "in_sync"),
+            leg("nbd1", Some(1), "in_sync"),
+        ],
+        ..degraded(uuid)
+    }
+}
 
 fn degraded(uuid: &str) -> Md {
     Md {
@@ -359,6 +398,41 @@ fn failed_leg_is_probed_and_readded_when_its_superblock_proves_it() {
     assert!(!g.log().contains("will not be re-added"), "{}", g.log());
 }
 
+/// A leg already there when the agent starts and that md does not list (mdadm
+/// left it out at boot: "kicking non-fresh nbd1 from array", as a guest powered
+/// off mid-recovery came back in the soak): no uevent will ever announce it, so
+/// the daemon takes the devices present at start as candidates. nbd1 carries
+/// md0's superblock and is taken for an add; nbd2, an nbd device with no
+/// server (size 0), is never read.
+#[test]
+fn a_leg_left_out_at_boot_is_a_candidate_at_start() {
+    let (_, uuid) = returning_leg_sb();
+    let mut g = Guest::new(QUICK);
+    let mut md = degraded(&uuid);
+    md.legs.truncate(1);
+    g.set_md(&md);
+    g.set_dev("nbd0", Some(&v1_variant(0, 120, [0, 1])));
+    g.set_dev("nbd1", Some(&v1_variant(1, 118, [0, 1])));
+    g.set_dev("nbd2", None);
+    for (dev, size) in [
+        ("nbd0", "8192"),
+        ("nbd1", "8192"),
+        ("nbd2", "0"),
+        ("md0", "8192"),
+    ] {
+        g.write(&format!("sys/class/block/{dev}/size"), size);
+        g.write(&format!("sys/class/block/{dev}/dev"), "43:0");
+    }
+    g.start();
+    g.wait_log("md0: new device nbd1 carries this array's superblock (role 1)");
+    g.stop();
+    let log = g.log();
+    assert!(!log.contains("nbd2"), "{log}");
+    // the array itself is no candidate, and not said to be none
+    assert!(!log.contains("md0: not considered"), "{log}");
+    assert!(!log.contains("new device nbd0"), "{log}");
+}
+
 /// Split brain through the whole daemon: nbd1 comes back with a superblock that
 /// records nbd0, the leg the array runs on, as faulty (nbd1 ran on alone at some
 /// point). The daemon reads the survivor's superblock (the witness) right before
@@ -383,6 +457,62 @@ fn a_leg_from_another_history_is_refused_by_the_running_daemon() {
             std::thread::sleep(Duration::from_millis(1500));
             assert_eq!(g.read("sys/block/md0/md/dev-nbd1/state"), "faulty");
             assert!(!g.log().contains("md0: re-added"), "{}", g.log());
+        } else {
+            g.wait_log("md0: re-added nbd1");
+            assert_eq!(g.read("sys/block/md0/md/dev-nbd1/state"), "re-add");
+        }
+        g.stop();
+    }
+}
+
+/// A leg restored from an older copy, through the whole daemon and across a
+/// reboot: the first run records both legs' superblocks while the array is
+/// whole and keeps them in /var/lib at its stop; /run is emptied (a reboot);
+/// the next run loads the records, sees nbd1 fail, and when nbd1 comes back
+/// with a superblock updated an hour before its record, refuses it, says why,
+/// and reports it in the agent's view. The same leg as it left is re-added
+/// (the control).
+#[test]
+fn a_leg_older_than_its_record_is_refused_across_a_reboot() {
+    let (_, uuid) = returning_leg_sb();
+    let t = fixture_utime();
+    for (nbd1_utime, older) in [(t - 3600, true), (t, false)] {
+        let mut g = Guest::new(QUICK);
+        g.start_whole_and_recorded(&uuid, t);
+        g.stop();
+        let kept = g.read("var/lib/mdguard/legs.json");
+        assert_eq!(kept.matches("\"dev_number\"").count(), 2, "{kept}");
+        assert!(kept.contains(&format!("\"utime\":{t}")), "{kept}");
+        // a reboot: /run is empty; nbd1 failed and comes back as `nbd1_utime`
+        fs::remove_dir_all(g.path("run/mdguard")).unwrap();
+        let mut md = degraded(&uuid);
+        md.legs[0] = leg("nbd0", Some(0), "in_sync");
+        g.set_md(&md);
+        g.set_dev(
+            "nbd0",
+            Some(&v1_variant_at(0, 102, [0, 0xfffe], Some(t + 10))),
+        );
+        g.set_dev(
+            "nbd1",
+            Some(&v1_variant_at(1, 100, [0, 1], Some(nbd1_utime))),
+        );
+        g.start();
+        g.wait_log("2 leg records from");
+        g.wait_log("md0: leg nbd1 answers again and its superblock proves it belongs here");
+        if older {
+            g.wait_log("md0: leg nbd1 answers but will not be re-added: its superblock (updated ");
+            assert!(
+                g.log()
+                    .contains("is older than the one the leg had in the array"),
+                "{}",
+                g.log()
+            );
+            g.poke();
+            std::thread::sleep(Duration::from_millis(1500));
+            assert_eq!(g.read("sys/block/md0/md/dev-nbd1/state"), "faulty");
+            assert!(!g.log().contains("md0: re-added"), "{}", g.log());
+            let view = g.read("run/mdguard/agent.json");
+            assert!(view.contains("\"nbd1\":\"older-history\""), "{view}");
         } else {
             g.wait_log("md0: re-added nbd1");
             assert_eq!(g.read("sys/block/md0/md/dev-nbd1/state"), "re-add");
@@ -473,6 +603,61 @@ fn busy_guest_slows_the_resync_and_the_limits_are_put_back_on_stop() {
     assert_eq!(g.read("sys/block/md0/md/sync_speed_max"), "system");
     assert_eq!(g.read("sys/block/md0/md/sync_speed_min"), "system");
     assert!(!g.path("run/mdguard/speed-limits.json").exists());
+    // with PSI there, nothing is said about the measure
+    assert!(!g.log().contains("/proc/pressure/io"), "{}", g.log());
+}
+
+/// /proc/diskstats as the kernel prints it, with md0 at `sectors` written and
+/// its leg nbd1 at `leg` (the resync's traffic).
+fn diskstats(sectors: u64, leg: u64) -> String {
+    format!(
+        "   9       0 md0 40 0 320 4 50 0 {sectors} 8 0 0 0 0 0 0 0 0 0\n  43      32 nbd1 10 0 {leg} 5 10 0 {leg} 9 1 20 30 0 0 0 0 0 0\n"
+    )
+}
+
+/// A kernel without PSI (before 4.20, or psi=0): the agent says once that it
+/// falls back to /proc/diskstats, and the guest's own writes through md0 slow
+/// the resync while the resync's traffic on the leg does not.
+#[test]
+fn without_psi_the_arrays_diskstats_slow_the_resync() {
+    let (_, uuid) = returning_leg_sb();
+    let mut g = Guest::new("[throttle]\nmax_kbps = 8000\nbusy_divisor = 4\nbusy_kbps = 1024\n");
+    fs::remove_file(g.path("proc/pressure/io")).unwrap();
+    g.write("proc/diskstats", &diskstats(1000, 0));
+    g.set_md(&recovering(&uuid));
+    g.start();
+    g.wait_log("no /proc/pressure/io (kernel before 4.20 or PSI disabled)");
+    g.wait_log("md0: resync throttled to 8000 KiB/s\n");
+    // the resync alone moves a lot on the leg: not busy
+    g.write("proc/diskstats", &diskstats(1000, 5_000_000));
+    std::thread::sleep(Duration::from_millis(2200));
+    g.poke();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        g.read("sys/block/md0/md/sync_speed_max"),
+        "8000",
+        "{}",
+        g.log()
+    );
+    // the guest writes 200 MiB through md0: busy
+    g.write("proc/diskstats", &diskstats(1000 + 409_600, 5_000_000));
+    std::thread::sleep(Duration::from_millis(2200));
+    g.poke();
+    g.wait_log("md0: resync throttled to 2000 KiB/s (guest I/O busy)");
+    assert_eq!(g.read("sys/block/md0/md/sync_speed_max"), "2000");
+    // and stops: the next window is quiet
+    std::thread::sleep(Duration::from_millis(2200));
+    g.poke();
+    g.wait_until("the ceiling back at 8000", || {
+        g.read("sys/block/md0/md/sync_speed_max") == "8000"
+    });
+    g.stop();
+    assert_eq!(
+        g.log().matches("no /proc/pressure/io").count(),
+        1,
+        "said once: {}",
+        g.log()
+    );
 }
 
 #[test]
@@ -574,5 +759,134 @@ fn a_config_naming_a_missing_array_says_so() {
         "the config's arrays = [...] names md9, but md has no such array (yet): not managed",
     );
     g.wait_log("md0: re-added nbd1");
+    g.stop();
+}
+
+/// A hook script that appends one line per event to `events`: its arguments,
+/// then `MDGUARD_EVENT`, `MDGUARD_HEALTH`, `MDGUARD_REASON`; for the events
+/// named in `hang`, it records its pid in `hung.pid` and sleeps instead.
+fn hook_script(g: &Guest, hang: &str) -> String {
+    let events = g.path("events");
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in {hang}) echo $$ > {pid}; exec sleep 300;; esac\n\
+         echo \"$*|$MDGUARD_EVENT|$MDGUARD_HEALTH|$MDGUARD_REASON\" >> {events}\n",
+        hang = if hang.is_empty() { "''" } else { hang },
+        pid = g.path("hung.pid").display(),
+        events = events.display(),
+    );
+    g.write("hook.sh", &script);
+    let p = g.path("hook.sh");
+    let mut perm = fs::metadata(&p).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    fs::set_permissions(&p, perm).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+fn hook_lines(g: &Guest) -> Vec<String> {
+    g.read("events").lines().map(str::to_string).collect()
+}
+
+/// The whole daemon, a leg's fail, return and recovery as a hook script hears
+/// them: mdadm's argument convention and event names where mdadm has them,
+/// mdguard's own between, in order, each with the array's health then.
+#[test]
+fn a_hook_hears_a_fail_return_and_recovery_in_order() {
+    let (_, uuid) = returning_leg_sb();
+    let t = fixture_utime();
+    let mut g = Guest::new("");
+    let program = hook_script(&g, "");
+    g.write(
+        "etc/mdguard.toml",
+        &format!("{QUICK}[hooks]\nprogram = \"{program}\"\ntimeout_s = 10\n"),
+    );
+    g.start_whole_and_recorded(&uuid, t);
+    // nbd1 fails; the array runs on nbd0
+    g.set_dev(
+        "nbd0",
+        Some(&v1_variant_at(0, 102, [0, 0xfffe], Some(t + 10))),
+    );
+    let mut md = degraded(&uuid);
+    md.legs[0] = leg("nbd0", Some(0), "in_sync");
+    g.set_md(&md);
+    g.poke();
+    // the probe proves it, the daemon re-adds it: md takes it as a rebuilding
+    // spare at once (the kernel's part, played here)
+    let state = "sys/block/md0/md/dev-nbd1/state";
+    g.wait_until("the re-add", || g.read(state) == "re-add");
+    g.set_md(&recovering(&uuid));
+    g.poke();
+    g.wait_until("RebuildStarted heard", || {
+        hook_lines(&g)
+            .iter()
+            .any(|l| l.starts_with("RebuildStarted"))
+    });
+    g.set_md(&whole(&uuid));
+    g.poke();
+    g.wait_until("SpareActive heard", || {
+        hook_lines(&g).iter().any(|l| l.starts_with("SpareActive"))
+    });
+    g.stop();
+    assert_eq!(
+        hook_lines(&g),
+        [
+            "Fail /dev/md0 /dev/nbd1|Fail|degraded|",
+            "LegReturned /dev/md0 /dev/nbd1|LegReturned|degraded|",
+            "ReAdded /dev/md0 /dev/nbd1|ReAdded|degraded|re-add",
+            "RebuildStarted /dev/md0|RebuildStarted|recovering|recover",
+            "RebuildFinished /dev/md0|RebuildFinished|ok|ok",
+            "SpareActive /dev/md0 /dev/nbd1|SpareActive|ok|",
+        ],
+        "{}",
+        g.log()
+    );
+}
+
+/// A hook that hangs holds nothing up: the leg is re-added while it still
+/// runs; it is killed at its timeout (with what it started), and the array's
+/// later events reach the hook after it, in order.
+#[test]
+fn a_hook_that_hangs_is_killed_and_healing_goes_on() {
+    let (sb, uuid) = returning_leg_sb();
+    let mut g = Guest::new("");
+    let program = hook_script(&g, "Fail");
+    g.write(
+        "etc/mdguard.toml",
+        &format!("{QUICK}[hooks]\nprogram = \"{program}\"\ntimeout_s = 8\n"),
+    );
+    g.set_md(&degraded(&uuid));
+    g.set_dev("nbd0", Some(&survivor_sb()));
+    g.set_dev("nbd1", Some(&sb));
+    let start = Instant::now();
+    g.start();
+    g.wait_log("md0: re-added nbd1");
+    let readded = start.elapsed();
+    assert_eq!(g.read("sys/block/md0/md/dev-nbd1/state"), "re-add");
+    let hung: i32 = g
+        .read("hung.pid")
+        .trim()
+        .parse()
+        .expect("the Fail hook ran");
+    assert!(
+        Path::new(&format!("/proc/{hung}")).exists(),
+        "the hook still hangs when the leg is back ({readded:?})"
+    );
+    assert!(
+        hook_lines(&g).is_empty(),
+        "md0's next hooks wait their turn"
+    );
+    g.wait_log("still running after 8s (hooks.timeout_s): killed");
+    g.wait_until("the later events heard", || hook_lines(&g).len() == 3);
+    assert_eq!(
+        hook_lines(&g),
+        [
+            "DegradedArray /dev/md0|DegradedArray|degraded|degraded",
+            "LegReturned /dev/md0 /dev/nbd1|LegReturned|degraded|",
+            "ReAdded /dev/md0 /dev/nbd1|ReAdded|degraded|re-add",
+        ]
+    );
+    let gone = |pid: i32| {
+        fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
+    };
+    g.wait_until("the hung hook gone", || gone(hung));
     g.stop();
 }

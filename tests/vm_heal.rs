@@ -100,6 +100,21 @@ fn killed_server_comes_back_and_is_readded() {
         copied_kib < 32 * 1024,
         "resync copied {copied_kib} KiB: the bitmap was not used?\n{log}"
     );
+    // the agent says what md wrote to the leg, as the leg's own counter shows
+    let said = lab
+        .vm
+        .wait_for("the copy report", Duration::from_secs(30), |vm| {
+            agent_log(vm).lines().find_map(|l| {
+                l.split_once("md0: nbd1 is in sync: md wrote ")
+                    .map(|(_, r)| r.to_string())
+            })
+        });
+    assert!(said.ends_with("(what the bitmap kept)"), "{said}");
+    let said_mib: f64 = said.split(' ').next().unwrap().parse().unwrap();
+    assert!(
+        (said_mib * 1024.0 - copied_kib as f64).abs() <= 1024.0,
+        "agent said {said}, the leg's counter {copied_kib} KiB"
+    );
     let readd_at = readd.last().copied().unwrap();
     eprintln!(
         "figure: server back -> re-add issued {:.1} s; resync copied {} KiB; scenario {:.1} s (boot {:.1} s)",

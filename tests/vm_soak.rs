@@ -469,14 +469,14 @@ impl Soak {
     /// Power the guest off (SIGKILL to QEMU), boot a new one on the same
     /// servers, assemble md0 from both legs, start the agent and the writer.
     fn reboot(&mut self, lab: &mut Lab) {
-        self.old_logs.push_str(&agent_log(&mut lab.vm));
+        self.old_logs.push_str(&live_agent_log(&mut lab.vm));
         self.old_logs.push_str("--- soak: guest powered off\n");
         let pid = lab.vm.pid().to_string();
-        let st = std::process::Command::new("kill")
+        // (a QEMU already gone, after a guest that died, is not an error)
+        let _ = std::process::Command::new("kill")
             .args(["-9", &pid])
             .status()
             .expect("kill");
-        assert!(st.success(), "kill -9 qemu {pid}");
         self.boots += 1;
         let dir = lab.dir().join(format!("boot{}", self.boots));
         std::fs::create_dir_all(&dir).unwrap();
@@ -496,8 +496,16 @@ impl Soak {
     }
 
     fn all_logs(&self, vm: &mut Vm) -> String {
-        format!("{}{}", self.old_logs, agent_log(vm))
+        format!("{}{}", self.old_logs, live_agent_log(vm))
     }
+}
+
+/// The agent's log, or nothing from a guest that no longer answers (it died:
+/// its log is lost with it; what it said before its last reboot is kept).
+fn live_agent_log(vm: &mut Vm) -> String {
+    vm.try_run(&format!("cat {}", guest::AGENT_LOG), STEP)
+        .map(|s| s.stdout)
+        .unwrap_or_default()
 }
 
 /// Wait until md0 is degraded and idle (the leg failed, no recovery running).
@@ -675,6 +683,10 @@ fn recover(lab: &mut Lab, soak: &mut Soak) -> bool {
             } else {
                 leg.server.restart();
             }
+        }
+        // a guest that died (a boot that panicked, a QEMU gone) is booted again
+        if lab.vm.try_run("true", STEP).is_err() {
+            soak.reboot(lab);
         }
         if !agent_alive(&mut lab.vm) {
             restart_agent(&mut lab.vm);

@@ -238,6 +238,18 @@ fn a_stopped_or_dead_agent_never_reads_ok() {
         (g["health"] == "ok" && g["agent"] == "answering").then_some(code)
     });
     assert_eq!(seen, Some(Some(0)), "a live healthy guest reads ok");
+    // host check says the same as a plugin
+    let check = |xs: &Xenstored, args: &[&str]| {
+        let o = xs.mdguard_host(&[&["check"][..], args].concat());
+        let line = String::from_utf8_lossy(&o.stdout).into_owned();
+        (o.status.code(), line)
+    };
+    let (code, line) = check(&xs, &["--timeout", "2"]);
+    assert_eq!(code, Some(0), "{line}");
+    assert!(
+        line.starts_with("MDGUARD OK - 1 guest ok | guests=1 ok=1 "),
+        "{line}"
+    );
     // a clean stop: stopped, UNKNOWN
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(agent.0.id() as i32),
@@ -253,6 +265,12 @@ fn a_stopped_or_dead_agent_never_reads_ok() {
     );
     let text = String::from_utf8_lossy(&xs.mdguard_host(&["status"]).stdout).into_owned();
     assert!(text.contains("app4") && text.contains("stopped"), "{text}");
+    let (code, line) = check(&xs, &[]);
+    assert_eq!(code, Some(3), "{line}");
+    assert!(
+        line.starts_with("MDGUARD UNKNOWN - app4 stopped | guests=1 ok=0 "),
+        "{line}"
+    );
     // started again: the stop marker goes, ok again
     agent = start();
     let seen = wait_for(Duration::from_secs(20), || {
@@ -273,6 +291,12 @@ fn a_stopped_or_dead_agent_never_reads_ok() {
     let o = xs.mdguard_host(&["status", "--timeout", "0.5"]);
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stdout).contains("silent"));
+    let (code, line) = check(&xs, &["--timeout", "0.5"]);
+    assert_eq!(code, Some(3), "{line}");
+    assert!(
+        line.starts_with("MDGUARD UNKNOWN - app4 silent | guests=1 ok=0 "),
+        "{line}"
+    );
     // --no-ping reads what was published, unconfirmed
     let (code, g) = guest_json(&mut xs, &["status", "--json", "--no-ping"]).unwrap();
     assert_eq!(
@@ -280,4 +304,87 @@ fn a_stopped_or_dead_agent_never_reads_ok() {
         (Some(0), &serde_json::json!("not-asked")),
         "{g}"
     );
+}
+
+/// What the agent published is lost while md stays as it was, so nothing
+/// would make an agent that writes only on change write again: after `xl
+/// restore` or a migration the guest's `data/` is new and empty (the Xen tier
+/// shows that case), and here dom0 removes or rewrites the keys. The agent's
+/// watch on its own `data/mdguard` fires, it reads back what the event may
+/// have touched, and writes again what is missing or wrong, within 5 s (here
+/// milliseconds). Its own writes come back as events too, and must not set off
+/// another write: after the last republish the store stays quiet.
+#[test]
+#[ignore = "needs xenstored: run tests/xs/provision.sh (scripts/test-all.sh does)"]
+fn a_lost_report_is_published_again() {
+    let mut xs = Xenstored::start();
+    let sock = xs.add_guest(5, "files5");
+    let root = tempfile::tempdir().unwrap();
+    let p = root.path().join("proc/mdstat");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(
+        &p,
+        "Personalities : [raid1]\nmd0 : active raid1 xvdb[0]\n      65472 blocks super 1.2 [2/1] [U_]\n\nunused devices: <none>\n",
+    )
+    .unwrap();
+    let log = root.path().join("agent.log");
+    let _agent = Agent::start(root.path(), Path::new("/dev/null"), &sock, &log);
+    let agent_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let home = "/local/domain/5/data/mdguard";
+    // dom0 reads the guest degraded, with md0 and the schema version
+    let published = |xs: &mut Xenstored| {
+        let o = xs.mdguard_host(&["status", "--json", "--no-ping"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        let g = status_guest(&v, 5)?.clone();
+        (g["health"] == "degraded"
+            && g["arrays"]["md0"]["health"] == "degraded"
+            && g["version"] == 1)
+            .then_some(o.status.code())
+    };
+    let first = wait_for(Duration::from_secs(20), || published(&mut xs));
+    assert_eq!(first, Some(Some(2)), "never degraded:\n{}", agent_log());
+    let timed = |xs: &mut Xenstored, what: &str| {
+        let t = std::time::Instant::now();
+        let code = wait_for(Duration::from_secs(5), || published(xs));
+        assert_eq!(
+            code,
+            Some(Some(2)),
+            "not published again within 5 s after {what}:\n{}",
+            agent_log()
+        );
+        eprintln!("republished after {what} in {:?}", t.elapsed());
+    };
+
+    // the whole subtree removed (what a restored guest starts with)
+    xs.tool_ok("xenstore-rm", &[home]);
+    timed(&mut xs, "dom0 removed data/mdguard");
+    // one array removed
+    xs.tool_ok("xenstore-rm", &[&format!("{home}/arrays/md0")]);
+    timed(&mut xs, "dom0 removed arrays/md0");
+    // a lie written over the guest's health: the truth goes back
+    xs.tool_ok("xenstore-write", &[&format!("{home}/health"), "ok"]);
+    let t = std::time::Instant::now();
+    let back = wait_for(Duration::from_secs(5), || {
+        let v = xs.tool_ok("xenstore-read", &[&format!("{home}/health")]);
+        (v == "degraded").then_some(())
+    });
+    assert!(back.is_some(), "health left at ok:\n{}", agent_log());
+    eprintln!("health put back in {:?}", t.elapsed());
+    assert!(
+        agent_log().contains("published keys gone or changed under data/mdguard"),
+        "{}",
+        agent_log()
+    );
+
+    // quiet afterwards: no write echoes another
+    let mut c = xs.client();
+    c.watch(home, "quiet").unwrap();
+    let initial = c.wait_events(Duration::from_secs(2)).unwrap();
+    assert_eq!(
+        initial.len(),
+        1,
+        "only the watch's first firing: {initial:?}"
+    );
+    let more = c.wait_events(Duration::from_secs(2)).unwrap();
+    assert!(more.is_empty(), "the agent kept writing: {more:?}");
 }

@@ -37,6 +37,7 @@ fn md(name: &str, health: Health, sync: Option<f32>) -> ArraySummary {
         sync: sync.map(|p| ("recover".into(), p)),
         flapping: false,
         stalled: false,
+        refused: vec![],
     }
 }
 
@@ -395,6 +396,96 @@ fn publisher_writes_only_changes_and_republishes_after_restart() {
         .contains(r#""sync":["recover",2.0]"#));
 }
 
+/// `host check`: one plugin line over every guest, exiting like `host
+/// status` (0 ok, 1 recovering, 2 degraded, 3 silent or nobody publishing).
+#[test]
+#[ignore = "needs xenstored: run tests/xs/provision.sh (scripts/test-all.sh does)"]
+fn host_check_is_one_plugin_line_over_every_guest() {
+    let mut xs = Xenstored::start();
+    let s5 = xs.add_guest(5, "web");
+    let s6 = xs.add_guest(6, "db");
+    xs.add_guest(7, "noagent");
+    let check = |xs: &Xenstored, args: &[&str]| {
+        let o = xs.mdguard_host(&[&["check"][..], args].concat());
+        let line = out(&o);
+        assert_eq!(line.lines().count(), 1, "one line: {line}");
+        (o.status.code(), line.trim_end().to_string())
+    };
+    assert_eq!(
+        check(&xs, &["--no-ping"]),
+        (
+            Some(3),
+            "MDGUARD UNKNOWN - no guest publishes mdguard data \
+             | guests=0 ok=0 warning=0 critical=0 unknown=0 no_data=3"
+                .into()
+        )
+    );
+    let (mut g5, mut g6) = (guest(&s5), guest(&s6));
+    let (mut p5, mut p6) = (Publisher::default(), Publisher::default());
+    p5.publish(&mut g5, &[md("md0", Health::Ok, None)], 1000)
+        .unwrap();
+    p6.publish(&mut g6, &[md("md0", Health::Ok, None)], 1000)
+        .unwrap();
+    assert_eq!(
+        check(&xs, &["--no-ping"]),
+        (
+            Some(0),
+            "MDGUARD OK - 2 guests ok | guests=2 ok=2 warning=0 critical=0 unknown=0 no_data=1"
+                .into()
+        )
+    );
+    p5.publish(&mut g5, &[md("md0", Health::Recovering, Some(12.5))], 1010)
+        .unwrap();
+    assert_eq!(
+        check(&xs, &["--no-ping"]),
+        (
+            Some(1),
+            "MDGUARD WARNING - web recovering (md0 recovering 1/2); 1 ok \
+             | guests=2 ok=1 warning=1 critical=0 unknown=0 no_data=1"
+                .into()
+        )
+    );
+    p6.publish(
+        &mut g6,
+        &[
+            md("md0", Health::Ok, None),
+            md("md1", Health::Degraded, None),
+        ],
+        1020,
+    )
+    .unwrap();
+    assert_eq!(
+        check(&xs, &["--no-ping"]),
+        (
+            Some(2),
+            "MDGUARD CRITICAL - db degraded (md1 degraded 1/2); web recovering (md0 recovering 1/2) \
+             | guests=2 ok=0 warning=1 critical=1 unknown=0 no_data=1"
+                .into()
+        )
+    );
+    // pinged (the default), nobody answers: what they published does not
+    // count, both are silent, UNKNOWN
+    let t = Instant::now();
+    assert_eq!(
+        check(&xs, &["--timeout", "0.3"]),
+        (
+            Some(3),
+            "MDGUARD UNKNOWN - web silent; db silent \
+             | guests=2 ok=0 warning=0 critical=0 unknown=2 no_data=1"
+                .into()
+        )
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // an agent that said it stopped
+    g6.write("data/mdguard/stopped", b"1030").unwrap();
+    let (code, line) = check(&xs, &["--no-ping"]);
+    assert_eq!(code, Some(3));
+    assert!(
+        line.starts_with("MDGUARD UNKNOWN - db stopped; web recovering"),
+        "{line}"
+    );
+}
+
 /// Outside Xen: a clear message and the nagios "unknown" code, no xenstored needed.
 #[test]
 fn host_status_without_xenstore_is_not_available() {
@@ -412,4 +503,44 @@ fn host_status_without_xenstore_is_not_available() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// A guest whose array md shows whole but whose agent knows a leg flaps or
+/// writes stall, or that holds a refused leg: never `ok` in dom0. Published as
+/// the agent publishes (through the guest's own connection), with md's word
+/// `ok` in the JSON: the flag alone must make it degraded, in the text (with
+/// the flag and the refusal shown), the JSON and both exit codes.
+#[test]
+#[ignore = "needs xenstored: run tests/xs/provision.sh (scripts/test-all.sh does)"]
+fn a_flapping_or_stalled_guest_never_reads_ok() {
+    let mut xs = Xenstored::start();
+    let s5 = xs.add_guest(5, "web");
+    let mut g5 = guest(&s5);
+    for (flag, set) in [("flapping", (true, false)), ("stalled", (false, true))] {
+        let mut p = Publisher::default();
+        let mut a = md("md0", Health::Ok, None);
+        (a.flapping, a.stalled) = set;
+        a.refused = vec![("xvdc".into(), "older-history".into())];
+        p.publish(&mut g5, &[a], 1000).unwrap();
+        let o = xs.mdguard_host(&["status", "--no-ping"]);
+        let text = out(&o);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {text}");
+        let l5 = text.lines().find(|l| l.starts_with("5 ")).expect(&text);
+        eprintln!("observed: {flag}: {l5}");
+        assert!(l5.contains(" degraded "), "{flag}: {l5}");
+        assert!(l5.contains(flag), "{flag}: {l5}");
+        assert!(l5.contains("xvdc refused: older-history"), "{flag}: {l5}");
+        let o = xs.mdguard_host(&["status", "--json", "--no-ping"]);
+        assert_eq!(o.status.code(), Some(2));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(status_guest(&v, 5).unwrap()["health"], "degraded", "{flag}");
+        let o = xs.mdguard_host(&["check", "--no-ping"]);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {}", out(&o));
+        assert!(
+            out(&o).starts_with("MDGUARD CRITICAL"),
+            "{flag}: {}",
+            out(&o)
+        );
+        g5.rm("data/mdguard").unwrap();
+    }
 }

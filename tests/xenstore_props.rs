@@ -92,10 +92,11 @@ proptest! {
         h in health(), disks in 0u32..64, ins in 0u32..64,
         members in prop::collection::vec((".{0,40}", ".{0,80}"), 0..60),
         sync in prop::option::of((".{0,30}", any::<f32>())),
-        level in ".{0,40}", flapping in any::<bool>(), stalled in any::<bool>())
+        level in ".{0,40}", flapping in any::<bool>(), stalled in any::<bool>(),
+        refused in prop::collection::vec((".{0,40}", ".{0,80}"), 0..40))
     {
         let a = ArraySummary { name: "md0".into(), health: h, level, raid_disks: disks, in_sync: ins,
-            members: members.clone(), sync, flapping, stalled };
+            members: members.clone(), sync, flapping, stalled, refused };
         let b = ArrayJson::from_summary(&a).to_bytes();
         prop_assert!(b.len() <= schema::ARRAY_JSON_MAX, "{} bytes", b.len());
         let back = ArrayJson::parse(&b).unwrap();
@@ -107,7 +108,7 @@ proptest! {
     fn publisher_never_writes_twice_without_change(n in 1usize..5, t in 0u64..1_000_000) {
         let arrays: Vec<ArraySummary> = (0..n).map(|i| ArraySummary {
             name: format!("md{i}"), health: Health::Ok, level: "raid1".into(), raid_disks: 2, in_sync: 2,
-            members: vec![], sync: None, flapping: false, stalled: false }).collect();
+            members: vec![], sync: None, flapping: false, stalled: false, refused: vec![] }).collect();
         let mut p = mdguard::report::publisher::Publisher::default();
         let plan = p.plan(&arrays, t);
         prop_assert_eq!(plan.ops.len(), n + 3);

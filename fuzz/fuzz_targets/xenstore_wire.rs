@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use mdguard::report::admission::{Answer, Request};
 use mdguard::report::schema::{parse_budget_kbps, parse_token, ArrayJson, Health};
 use mdguard::xenstore::wire::{self, Decoder, HEADER_LEN};
 
@@ -34,6 +35,13 @@ fuzz_target!(|data: &[u8]| {
                     let _ = Health::parse(p);
                     let _ = parse_budget_kbps(p);
                     let _ = parse_token(p);
+                    // resync admission: a request parses back to its own bytes
+                    if let Ok(r) = Request::parse(p) {
+                        assert_eq!(Request::parse(&r.to_bytes()), Ok(r));
+                    }
+                    if let Ok(a) = Answer::parse(p) {
+                        assert_eq!(a.to_bytes(), *p, "an answer encodes back");
+                    }
                 }
                 Ok(None) => break,
                 // out of sync: a real client drops the connection

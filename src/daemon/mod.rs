@@ -13,15 +13,19 @@ use crate::heal::{Action, Engine, Env, Ms};
 use crate::log;
 use crate::md::model::{Health, Snapshot};
 use crate::md::observe::read_snapshot;
-use crate::report::agent_state::AgentView;
+use crate::report::agent_state::{AgentView, ArrayView};
+use crate::report::hooks::{HookEvent, MdWatch, Runner as Hooks};
+use crate::report::schema::reported_health;
 use crate::root::Root;
-mod notify;
+mod legs_file;
+pub(crate) mod notify;
+pub mod pidfile;
 mod sources;
 mod state;
 
 use sources::{drain, wake, watch_config, Notifier, Source};
 
-use crate::md::pressure::read_io_pressure;
+use crate::md::pressure::LoadReader;
 use crate::md::uevent::{open_uevent, parse_uevent};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::BTreeMap;
@@ -66,6 +70,8 @@ pub struct Daemon {
     uevent: Option<OwnedFd>,
     inotify: Option<nix::sys::inotify::Inotify>,
     env: Env,
+    /// The busy measure (PSI, or the arrays' diskstats without it).
+    load: LoadReader,
     last_problem_count: usize,
     read_error_logged: bool,
     /// xenstore reporting and dom0's requests (None outside Xen).
@@ -76,6 +82,13 @@ pub struct Daemon {
     view_written: Option<AgentView>,
     /// systemd watchdog: (interval, last ping).
     watchdog: Option<(Ms, Ms)>,
+    /// The legs' records on disk.
+    legs_file: legs_file::Keeper,
+    /// The configured program run on events, off the loop.
+    hooks: Hooks<HookEvent>,
+    /// md's own changes that make a hook event (degraded at first sight, a
+    /// leg back in sync).
+    md_watch: MdWatch,
 }
 
 impl Daemon {
@@ -108,9 +121,12 @@ impl Daemon {
                 ))
             })
             .ok();
+        let legs_file = legs_file::Keeper::new(opts.root.clone());
         let w = wake_w.clone();
         let act = Dispatcher::new(opts.root.clone(), Arc::new(move || wake(&w)));
         Ok(Daemon {
+            hooks: Hooks::new(&config.hooks),
+            md_watch: MdWatch::default(),
             engine: Engine::new(config, seed),
             act,
             opts,
@@ -127,12 +143,14 @@ impl Daemon {
             uevent,
             inotify,
             env: Env::default(),
+            load: LoadReader::default(),
             last_problem_count: 0,
             read_error_logged: false,
             xs: None,
             saved_written: SavedSpeeds::new(),
             view_written: None,
             watchdog: notify::watchdog_interval().map(|d| ((d.as_millis() as Ms / 2).max(1), 0)),
+            legs_file,
         })
     }
 
@@ -143,6 +161,32 @@ impl Daemon {
     fn execute(&mut self, actions: Vec<Action>) {
         self.act
             .execute(&mut self.engine, &self.snap, self.clock, actions);
+        self.hook_events();
+    }
+
+    /// Hand the events logged since the last call to the hooks (which only
+    /// queue them), each with its array's health as mdguard reports it.
+    fn hook_events(&mut self) {
+        for e in self.act.take_events() {
+            if let Some(h) = HookEvent::from_event(&e) {
+                self.hook(h);
+            }
+        }
+    }
+
+    fn hook(&self, mut h: HookEvent) {
+        if h.health.is_none() {
+            h.health = self
+                .snap
+                .arrays
+                .iter()
+                .find(|a| a.name == h.array)
+                .map(|a| {
+                    let v = ArrayView::of(&self.engine, &a.name);
+                    reported_health(a.health, v.flapping, v.stalled)
+                });
+        }
+        self.hooks.submit(h);
     }
 
     fn observe(&mut self) {
@@ -168,7 +212,13 @@ impl Daemon {
                 };
             }
         }
-        self.env.io_pressure = read_io_pressure(&self.opts.root);
+        let arrays: Vec<String> = self.snap.arrays.iter().map(|a| a.name.clone()).collect();
+        let (load, said) = self.load.read(&self.opts.root, &arrays, self.now());
+        if let Some(line) = said {
+            log::notice(line);
+        }
+        self.env.io_load = load;
+        self.env.wall_s = Some(unix_now());
     }
 
     /// Re-open the POLLPRI files for the arrays and members as they are now.
@@ -204,6 +254,7 @@ impl Daemon {
         match Config::load(&self.opts.config_path) {
             Ok(c) => {
                 if c != self.engine.config {
+                    self.hooks.configure(&c.hooks);
                     self.engine.config = c;
                     log::notice(&format!(
                         "configuration reloaded from {}",
@@ -220,6 +271,9 @@ impl Daemon {
         let mut t = self.engine.next_deadline();
         let mut consider = |x: Ms| t = Some(t.map_or(x, |y: Ms| y.min(x)));
         if let Some(d) = self.act.next_deadline() {
+            consider(d);
+        }
+        if let Some(d) = self.engine.history.next_due() {
             consider(d);
         }
         if self
@@ -255,6 +309,15 @@ impl Daemon {
             }
         ));
         self.load_saved_speeds();
+        if let Some((records, from)) = legs_file::load(&self.opts.root) {
+            log::info(&format!(
+                "{} leg records from {}",
+                records.len(),
+                from.display()
+            ));
+            self.engine.history.restore(records);
+            self.legs_file.loaded(&self.engine.history);
+        }
         if self.engine.config.report.xenstore {
             match crate::report::agent::Reporter::open(
                 self.engine.config.report.progress_interval_s,
@@ -268,6 +331,16 @@ impl Daemon {
                 )),
             }
         }
+        // the devices already there: candidates as if they had just appeared (a
+        // leg mdadm left out at boot, "non-fresh", gets no uevent; nothing is
+        // read unless an array is degraded)
+        match crate::md::uevent::present(&self.opts.root) {
+            Ok(devs) => devs.iter().for_each(|d| self.engine.on_device(d)),
+            Err(e) => log::warn(&format!(
+                "cannot list the block devices in {}: {e}; only devices that appear from now on are considered",
+                self.opts.root.class_block().display()
+            )),
+        }
         notify::send("READY=1");
         let mut last_status = String::new();
         loop {
@@ -280,10 +353,17 @@ impl Daemon {
             self.persist_saved_speeds();
             self.execute(actions);
             self.persist_saved_speeds();
+            // after the engine's events of this look: RebuildFinished, then
+            // SpareActive, as mdadm says them
+            for h in self.md_watch.observe(&self.engine.managed(&snap)) {
+                self.hook(h);
+            }
             if let Some(xs) = self.xs.as_mut() {
                 xs.publish(&self.snap, &self.engine);
+                xs.ask(&self.engine);
             }
             self.write_agent_view();
+            self.legs_file.keep(&self.engine.history, false);
             // events the client queued while it answered requests: act on them
             // before sleeping
             if self.xenstore_requests() {
@@ -318,6 +398,10 @@ impl Daemon {
                 self.handle(src);
             }
             if self.hup.swap(false, Ordering::Relaxed) {
+                log::info(&format!(
+                    "SIGHUP: rereading {}",
+                    self.opts.config_path.display()
+                ));
                 self.reload();
             }
             if self.usr1.swap(false, Ordering::Relaxed) {
@@ -327,12 +411,25 @@ impl Daemon {
             }
             self.act
                 .drain_done(&mut self.engine, &self.snap, self.clock);
+            self.hook_events();
         }
         let restore = self.engine.restore_all();
         self.execute(restore);
         self.persist_saved_speeds();
+        self.legs_file.keep(&self.engine.history, true);
+        if !self.legs_file.flush(Duration::from_secs(2)) {
+            log::warn(
+                "the leg records were not written to disk within 2 s; the copy in /run stands",
+            );
+        }
         if let Some(xs) = self.xs.as_mut() {
             xs.stopped();
+        }
+        if !self.hooks.wait_idle(Duration::from_secs(2)) {
+            log::warn(&format!(
+                "{} hooks still running or waiting at stop; not waited for",
+                self.hooks.pending()
+            ));
         }
         if let Err(e) = AgentView::remove(&self.opts.root) {
             log::warn(&format!("cannot remove the agent's view: {e}"));
@@ -413,7 +510,8 @@ impl Daemon {
             return false;
         };
         let req = xs.requests();
-        let changed = req.budget.is_some() || req.probe;
+        let changed =
+            req.budget.is_some() || req.probe || req.coordinator.is_some() || !req.turns.is_empty();
         if let Some(b) = req.budget {
             self.env.budget_kbps = b;
         }
@@ -421,8 +519,17 @@ impl Daemon {
             let more = self.engine.on_probe_hint(self.now());
             self.execute(more);
         }
-        // a vbd change: look at md again; a new block device arrives as a uevent
-        changed || req.vbd_changed
+        if let Some(on) = req.coordinator {
+            let more = self.engine.set_coordinated(on, self.now());
+            self.execute(more);
+        }
+        for (turn, devices) in req.turns {
+            let more = self.engine.on_turn(turn, &devices, self.now());
+            self.execute(more);
+        }
+        // a vbd change: look at md again; a new block device arrives as a uevent.
+        // Lost keys: the next publish writes them again.
+        changed || req.vbd_changed || req.republish
     }
 
     fn read_uevents(&mut self) {

@@ -28,6 +28,18 @@ pub struct SbFacts {
     /// Every descriptor's role as this superblock recorded it (its view of the
     /// rest of the array when it last wrote).
     pub roles: Vec<Role>,
+    /// The device's own UUID (1.x `device_uuid`, as 32 hex digits; `None` for
+    /// 0.90, which has none).
+    pub device_uuid: Option<String>,
+    /// Not from the superblock: the identity of the storage the device it was
+    /// read from sits on ([`crate::md::identity::storage_identity`]), read
+    /// beside it, so a read that moved to other storage is a different read.
+    pub storage: Option<String>,
+    /// Not from the superblock either: sectors written to the device so far
+    /// (its block `stat`), read beside it. Nothing writes to a leg out of its
+    /// array, so the read before the add gives where md's copy will start
+    /// counting from (and a change since the probe means someone wrote to it).
+    pub written_sectors: Option<u64>,
 }
 
 /// A member's flags that ADD_NEW_DISK takes from its request (and clears when not
@@ -75,8 +87,14 @@ pub enum Action {
         device: String,
         witness: String,
     },
+    /// Read an in-sync member's superblock for its leg's record (off the loop,
+    /// like a probe; see [`super::history`]).
+    Record { array: String, device: String },
     /// `echo re-add > md/dev-X/state` on a faulty member still bound.
     ReAdd { array: String, device: String },
+    /// `echo -write_error > md/dev-X/state`: forget the write error md marked
+    /// a member with (a sysfs re-add keeps the mark).
+    ClearWriteError { array: String, device: String },
     /// `echo remove > md/dev-X/state`.
     Remove { array: String, device: String },
     /// `echo faulty > md/dev-X/state`: a member on a disk whose transport is

@@ -4,7 +4,7 @@
 use super::action::{log, Action, LegFlags, Ms, ProbeOutcome, SEC};
 use super::engine::Engine;
 use super::event::{Event, NotALeg};
-use super::leg::{Episode, Leg, LegState, Phase};
+use super::leg::{Episode, Leg, LegState, Phase, Start};
 use super::membership::{shared_uuid, verdict, Refusal};
 use crate::md::identity::{never_a_leg, on_disk, same_uuid, transport};
 use crate::md::model::{Array, Snapshot};
@@ -151,14 +151,17 @@ impl Engine {
             }
             return;
         }
-        let jitter = self.jitter();
+        let (add_at, start) = self.start_wait(false, now);
         // no member to re-add: straight to ADD_NEW_DISK
         let episode = Episode {
             interval: self.config.probe.initial_interval_s * SEC,
             readd_refused: true,
+            granted: false,
+            failures: 0,
         };
         let state = LegState::Waiting {
-            add_at: now + jitter,
+            add_at,
+            start,
             sb: sb.clone(),
             episode,
         };
@@ -177,15 +180,40 @@ impl Engine {
             device: device.to_string(),
             role,
         }));
-        // a member md still lists as faulty (the vbd this device replaces: xvdc
-        // detached and attached again as xvdd) keeps its descriptor number, and
-        // ADD_NEW_DISK with that number fails with EBUSY until it is removed
-        // (seen in Xen): remove it and forget it. Only that one: another faulty
-        // leg may still come back on its own node.
+        // the faulty member it replaces stays until the new node has passed the
+        // read before the add ([`Engine::make_room`]): a copy refused there must
+        // not cost the leg its place, nor mdguard its track of it, when the leg
+        // then comes back on its own node
+        if start == Start::Asking {
+            out.push(log(Engine::proven_event(
+                &a.name, device, start, add_at, now,
+            )));
+        }
+        let key = (a.name.clone(), device.to_string());
+        self.legs.insert(key.clone(), leg);
+        if add_at == now && start != Start::Asking {
+            self.begin_confirm(a, &key, out);
+        }
+    }
+
+    /// A new node passed every check and is about to be added: a member md
+    /// still lists as faulty with the descriptor number its superblock names
+    /// (the vbd it replaces: xvdc detached and attached again as xvdd, or an
+    /// iSCSI LUN logged in again while md held its old disk) makes ADD_NEW_DISK
+    /// fail with EBUSY until it is removed (seen in Xen): remove that member and
+    /// forget its leg. Only that one: another faulty leg may still come back on
+    /// its own node.
+    pub(super) fn make_room(
+        &mut self,
+        a: &Array,
+        device: &str,
+        dev_number: u32,
+        out: &mut Vec<Action>,
+    ) {
         for m in a
             .members
             .iter()
-            .filter(|m| m.faulty && m.device != device && m.descriptor == Some(sb.dev_number))
+            .filter(|m| m.faulty && m.device != device && m.descriptor == Some(dev_number))
         {
             out.push(log(Event::MakingRoom {
                 array: a.name.clone(),
@@ -197,11 +225,6 @@ impl Engine {
                 device: m.device.clone(),
             });
             self.legs.remove(&(a.name.clone(), m.device.clone()));
-        }
-        let key = (a.name.clone(), device.to_string());
-        self.legs.insert(key.clone(), leg);
-        if jitter == 0 {
-            self.begin_confirm(a, &key, out);
         }
     }
 }

@@ -32,7 +32,7 @@ impl Engine {
             return;
         };
         let Some(witness) = witness(a, &leg.device) else {
-            leg.refuse();
+            leg.refuse(Refusal::NoWitness);
             out.push(log(Event::Refused {
                 array: a.name.clone(),
                 device: leg.device.clone(),
@@ -59,7 +59,7 @@ impl Engine {
         now: Ms,
     ) -> Vec<Action> {
         let mut out = Vec::new();
-        let max = self.config.probe.max_interval_s * SEC;
+        let max = self.config.probe.read_cap_s() * SEC;
         let key = (array.to_string(), device.to_string());
         // the array vanished: the leg is forgotten at the next snapshot
         let Some(a) = snap.arrays.iter().find(|x| x.name == array).cloned() else {
@@ -107,8 +107,10 @@ impl Engine {
             }));
             return out;
         };
-        if let Err(reason) = history_fits(&a, &proven, &w) {
-            leg.refuse();
+        if let Err(reason) =
+            history_fits(&a, &proven, &w).and_then(|()| self.history.check(&proven))
+        {
+            leg.refuse(reason.clone());
             out.push(log(Event::Refused {
                 array: key.0,
                 device: key.1,
@@ -144,7 +146,12 @@ impl Engine {
                 device: key.1.clone(),
             }));
         }
-        out.extend(leg.start_add(policy));
+        let new_node = (!leg.bound).then_some(proven.dev_number);
+        let add = leg.start_add(policy);
+        if let Some(dev_number) = new_node {
+            self.make_room(&a, device, dev_number, &mut out);
+        }
+        out.extend(add);
         out
     }
 }

@@ -1,12 +1,14 @@
 //! The engine: the state it keeps, its inputs besides md (dom0's budget, I/O
 //! pressure), and the main step. Each rule lives in its own file beside this one.
 
-use super::action::{log, Action, Ms, SEC};
+use super::action::{log, Action, Ms, ProbeOutcome, SEC};
 use super::event::Event;
+use super::history::History;
 use super::leg::Leg;
 use crate::config::Config;
 use crate::md::identity::same_uuid;
 use crate::md::model::{Array, Snapshot};
+use crate::md::pressure::IoLoad;
 use std::collections::BTreeMap;
 
 /// Per-array memory: identity and the speed limits to restore.
@@ -26,10 +28,13 @@ pub struct ArrayMem {
 /// Inputs besides md's state.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Env {
-    /// `some avg10` of /proc/pressure/io, percent.
-    pub io_pressure: Option<f64>,
+    /// How busy the guest's own I/O is (PSI, or its arrays' KiB/s).
+    pub io_load: IoLoad,
     /// Resync budget for the whole guest from dom0, KiB/s.
     pub budget_kbps: Option<u64>,
+    /// Wall-clock time, unix seconds (when a leg left its array is kept in this
+    /// clock, the one md writes superblock update times in).
+    pub wall_s: Option<u64>,
 }
 
 /// The policy engine. Deterministic: same inputs, same actions.
@@ -38,6 +43,8 @@ pub struct Engine {
     pub config: Config,
     pub legs: BTreeMap<(String, String), Leg>,
     pub arrays: BTreeMap<String, ArrayMem>,
+    /// Each leg's superblock as last read in sync, and when to read again.
+    pub history: History,
     /// Devices whose superblock was refused, to log once.
     pub(super) refused_logged: Vec<String>,
     /// Devices said once not to be candidates at all (by their name alone, so a
@@ -49,6 +56,9 @@ pub struct Engine {
     pub(super) candidates: Vec<String>,
     /// The managed arrays as last seen (to judge a sibling's array).
     pub(super) last: Vec<Array>,
+    /// dom0 runs a coordinator: proven legs ask for a turn instead of a jitter
+    /// ([`super::admission`]).
+    pub(super) coordinated: bool,
     rng: u64,
 }
 
@@ -58,11 +68,13 @@ impl Engine {
             config,
             legs: BTreeMap::new(),
             arrays: BTreeMap::new(),
+            history: History::default(),
             refused_logged: Vec::new(),
             not_candidates: Vec::new(),
             missing: Vec::new(),
             candidates: Vec::new(),
             last: Vec::new(),
+            coordinated: false,
             rng: seed | 1,
         }
     }
@@ -79,7 +91,9 @@ impl Engine {
         self.rng % (max + 1)
     }
 
-    pub(super) fn managed(&self, s: &Snapshot) -> Vec<Array> {
+    /// The arrays of `s` this engine manages (the config picks them; only
+    /// running ones).
+    pub fn managed(&self, s: &Snapshot) -> Vec<Array> {
         let c = &self.config;
         s.arrays.iter().filter(|a| {
             c.manages(&a.name, a.uuid.as_deref(), a.level.as_deref())
@@ -106,11 +120,13 @@ impl Engine {
             }
             self.track_members(a, now, &mut out);
             self.track_stall(a, now, &mut out);
+            self.track_history(a, env, now, &mut out);
         }
         // Legs of arrays that vanished are forgotten.
         let names: Vec<&str> = managed.iter().map(|a| a.name.as_str()).collect();
         self.legs
             .retain(|(arr, _), _| names.contains(&arr.as_str()));
+        self.history.keep_arrays(&names);
         for a in &managed {
             self.advance_legs(a, now, &mut out);
         }
@@ -143,7 +159,34 @@ impl Engine {
         }
     }
 
-    /// When the next timer should fire, if any leg waits for one.
+    /// Keep the legs' history: who left and rejoined, and read the in-sync legs
+    /// when md changed (see [`super::history`]).
+    fn track_history(&mut self, a: &Array, env: &Env, now: Ms, out: &mut Vec<Action>) {
+        let Some(mem) = self.arrays.get(&a.name) else {
+            return;
+        };
+        let stalled = mem.stalled || mem.write_pending_since.is_some();
+        if let (Some(uuid), Some(wall)) = (mem.uuid.clone(), env.wall_s) {
+            self.history.note_members(&uuid, a, wall);
+        }
+        if let Some(devices) = self.history.plan(a, stalled, now) {
+            out.extend(devices.into_iter().map(|device| Action::Record {
+                array: a.name.clone(),
+                device,
+            }));
+        }
+    }
+
+    /// An in-sync leg read for its record ([`Action::Record`]).
+    pub fn on_record(&mut self, array: &str, device: &str, outcome: &ProbeOutcome) {
+        let uuid = self.arrays.get(array).and_then(|m| m.uuid.clone());
+        if let (Some(uuid), ProbeOutcome::Readable { sb: Some(sb) }) = (uuid, outcome) {
+            self.history.on_read(&uuid, device, sb);
+        }
+    }
+
+    /// When the next timer should fire, if any leg waits for one (the legs'
+    /// records have their own: [`super::history::History::next_due`]).
     pub fn next_deadline(&self) -> Option<Ms> {
         self.legs
             .values()

@@ -48,6 +48,26 @@ pub enum Event {
         after: Ms,
         health: Health,
     },
+    /// A leg re-added through sysfs is in sync but still marked `write_error`.
+    WriteErrorCleared {
+        array: String,
+        device: String,
+    },
+    WriteErrorNotCleared {
+        array: String,
+        device: String,
+        failure: Failure,
+    },
+    /// A leg mdguard added is in sync: what md wrote to it meanwhile
+    /// (`kib`), for an add that asked for a full recovery (`full`) or a
+    /// bitmap-scoped one, against the array's size (`size_kib`).
+    Copied {
+        array: String,
+        device: String,
+        kib: u64,
+        full: bool,
+        size_kib: Option<u64>,
+    },
     /// dom0 asked for a probe of every failed leg.
     ProbeHint,
     /// A probe failed (`errno`) or timed out (`None`).
@@ -62,6 +82,29 @@ pub enum Event {
         array: String,
         device: String,
         jitter: Ms,
+    },
+    /// A probe proved the leg belongs; it asked dom0's coordinator for a
+    /// turn and waits up to `timeout` for an answer.
+    AskTurn {
+        array: String,
+        device: String,
+        timeout: Ms,
+    },
+    /// dom0's coordinator granted these legs their turn.
+    TurnGranted {
+        devices: Vec<String>,
+    },
+    /// dom0's coordinator queued these legs behind other recoveries.
+    TurnQueued {
+        devices: Vec<String>,
+    },
+    /// No turn from dom0 (no answer in time, or the coordinator `gone`): the
+    /// leg is added after the start `jitter` instead.
+    NoTurn {
+        array: String,
+        device: String,
+        jitter: Ms,
+        gone: bool,
     },
     /// A leg's superblock does not prove it belongs.
     Refused {
@@ -228,6 +271,12 @@ pub enum NotALeg {
 }
 
 impl Event {
+    /// A full recovery after which md had written less than 90 % of the
+    /// array's size to the leg: it did not copy the whole leg.
+    fn short_copy(&self) -> bool {
+        matches!(self, Event::Copied { kib, full: true, size_kib: Some(size), .. } if kib.saturating_mul(10) < size.saturating_mul(9))
+    }
+
     pub fn level(&self) -> Severity {
         use Event::*;
         match self {
@@ -240,11 +289,13 @@ impl Event {
             | FullCopyOff { .. }
             | NotSameHistory { .. }
             | Stalled { .. } => Severity::Error,
+            Copied { .. } if self.short_copy() => Severity::Error,
             LegFailed { .. }
             | RemoveRefused { .. }
             | FullRecovery { .. }
             | FailRefused { .. }
             | SpeedNotSet { .. }
+            | WriteErrorNotCleared { .. }
             | HistoryMoved { .. }
             | WitnessUnreadable { .. }
             | FullCopyNeeded { .. }
@@ -254,9 +305,15 @@ impl Event {
             BackInArray { .. }
             | RecoveryStarted { .. }
             | RecoveryFinished { .. }
+            | Copied { .. }
+            | WriteErrorCleared { .. }
             | ProbeHint
             | StillUnusable { .. }
             | Proven { .. }
+            | AskTurn { .. }
+            | TurnGranted { .. }
+            | TurnQueued { .. }
+            | NoTurn { .. }
             | ReAdded { .. }
             | ReAddRefused { .. }
             | ForeignDevice { .. }
@@ -298,6 +355,39 @@ impl fmt::Display for Event {
                 write!(f, "{array}: leg {device} is back in the array")
             }
             RecoveryStarted { array, action } => write!(f, "{array}: {action} started"),
+            WriteErrorNotCleared {
+                array,
+                device,
+                failure,
+            } => write!(
+                f,
+                "{array}: cannot clear {device}'s write error mark: {failure}"
+            ),
+            WriteErrorCleared { array, device } => write!(
+                f,
+                "{array}: {device} is in sync again; clearing the write error md kept marked on it through the re-add"
+            ),
+            Copied {
+                array,
+                device,
+                kib,
+                full,
+                size_kib,
+            } => {
+                let mib = |k: u64| format!("{:.1} MiB", k as f64 / 1024.0);
+                let of = size_kib.map_or(String::new(), |s| format!(" of the array's {}", mib(s)));
+                if self.short_copy() {
+                    write!(
+                        f,
+                        "{array}: {device} is in sync, but md wrote only {} to it{of} after an add for a full recovery: it did not copy the whole leg; run a check (echo check > /sys/block/{array}/md/sync_action)",
+                        mib(*kib)
+                    )
+                } else if *full {
+                    write!(f, "{array}: {device} is in sync: md wrote {} to it{of} (a full recovery)", mib(*kib))
+                } else {
+                    write!(f, "{array}: {device} is in sync: md wrote {} to it{of} (what the bitmap kept)", mib(*kib))
+                }
+            }
             RecoveryFinished {
                 array,
                 after,
@@ -329,6 +419,43 @@ impl fmt::Display for Event {
                 write!(
                     f,
                     "{array}: leg {device} answers again and its superblock proves it belongs here; re-adding"
+                )?;
+                if *jitter > 0 {
+                    write!(f, " in {:.1}s (start jitter)", *jitter as f64 / 1000.0)?;
+                }
+                Ok(())
+            }
+            AskTurn {
+                array,
+                device,
+                timeout,
+            } => write!(
+                f,
+                "{array}: leg {device} answers again and its superblock proves it belongs here; asking dom0 for a turn to re-add it (waiting up to {}s for an answer)",
+                timeout / SEC
+            ),
+            TurnGranted { devices } => {
+                write!(f, "dom0 granted the turn to re-add {}", devices.join(", "))
+            }
+            TurnQueued { devices } => write!(
+                f,
+                "dom0 queued the re-add of {} behind other recoveries on its storage",
+                devices.join(", ")
+            ),
+            NoTurn {
+                array,
+                device,
+                jitter,
+                gone,
+            } => {
+                write!(
+                    f,
+                    "{array}: no turn from dom0 for leg {device} ({}); re-adding",
+                    if *gone {
+                        "its coordinator went away"
+                    } else {
+                        "no answer in time"
+                    }
                 )?;
                 if *jitter > 0 {
                     write!(f, " in {:.1}s (start jitter)", *jitter as f64 / 1000.0)?;
@@ -558,6 +685,49 @@ mod tests {
                     jitter: 1500,
                 },
                 "md3: leg xvdc answers again and its superblock proves it belongs here; re-adding in 1.5s (start jitter)",
+                Severity::Notice,
+            ),
+            (
+                Event::AskTurn {
+                    array: s("md3"),
+                    device: s("xvdc"),
+                    timeout: 10 * SEC,
+                },
+                "md3: leg xvdc answers again and its superblock proves it belongs here; asking dom0 for a turn to re-add it (waiting up to 10s for an answer)",
+                Severity::Notice,
+            ),
+            (
+                Event::TurnGranted {
+                    devices: vec![s("xvdc"), s("xvdd")],
+                },
+                "dom0 granted the turn to re-add xvdc, xvdd",
+                Severity::Notice,
+            ),
+            (
+                Event::TurnQueued {
+                    devices: vec![s("xvdc")],
+                },
+                "dom0 queued the re-add of xvdc behind other recoveries on its storage",
+                Severity::Notice,
+            ),
+            (
+                Event::NoTurn {
+                    array: s("md3"),
+                    device: s("xvdc"),
+                    jitter: 2500,
+                    gone: false,
+                },
+                "md3: no turn from dom0 for leg xvdc (no answer in time); re-adding in 2.5s (start jitter)",
+                Severity::Notice,
+            ),
+            (
+                Event::NoTurn {
+                    array: s("md3"),
+                    device: s("xvdc"),
+                    jitter: 0,
+                    gone: true,
+                },
+                "md3: no turn from dom0 for leg xvdc (its coordinator went away); re-adding",
                 Severity::Notice,
             ),
             (

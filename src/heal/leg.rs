@@ -14,6 +14,7 @@
 //!   |  |                +--refuse--> [refused] --probe_soon--> [failed]
 //!   |  |                +--start_remove--> [removing] --removed / remove_refused--> [failed]
 //!   |  |                +--start_reconnect--> [reconnecting] --reconnected / back_off--> [failed]
+//!   |  |                                     [waiting] --grant / hold / fall_back (dom0's admission)--> [waiting]
 //!   |  |                                     [waiting] --refuse (no in-sync witness)--> [refused]
 //!   |  |                                     [confirming] --refuse (history does not fit)--> [refused]
 //!   |  |                                     [confirming] --recheck / back_off--> [failed]
@@ -38,6 +39,7 @@
 //! wrong way.
 
 use super::action::{Action, LegFlags, Ms, SbFacts};
+use super::membership::Refusal;
 use crate::md::superblock::Role;
 use std::fmt;
 
@@ -126,6 +128,11 @@ pub struct Episode {
     /// md refused a sysfs re-add (or there was never a member to re-add): the
     /// next add goes through ADD_NEW_DISK.
     pub readd_refused: bool,
+    /// dom0's coordinator granted this leg its turn: proven again in this
+    /// episode (a refused re-add, a superblock that moved), it does not ask again.
+    pub granted: bool,
+    /// Probes and reconnects that failed in a row.
+    pub failures: u32,
 }
 
 impl Episode {
@@ -133,8 +140,25 @@ impl Episode {
         Episode {
             interval,
             readd_refused: false,
+            granted: false,
+            failures: 0,
         }
     }
+}
+
+/// How a proven leg waits for its add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The random start jitter: no coordinator in dom0 (or it did not answer).
+    Jitter,
+    /// It asked dom0's coordinator for a turn; its `add_at` is when it stops
+    /// waiting for an answer and falls back to the jitter.
+    Asking,
+    /// The coordinator answered "queued": it waits on while the coordinator
+    /// shows it lives (`add_at` moves on with each sign).
+    Queued,
+    /// dom0's coordinator granted the turn.
+    Granted,
 }
 
 /// What the array offers a returning leg, as the attempt depends on it.
@@ -213,6 +237,8 @@ pub enum LegState {
     },
     Waiting {
         add_at: Ms,
+        /// What it waits for: the jitter, or dom0's answer.
+        start: Start,
         /// The superblock that proved the leg.
         sb: SbFacts,
         episode: Episode,
@@ -227,7 +253,10 @@ pub enum LegState {
         episode: Episode,
     },
     Flapping,
-    Refused,
+    Refused {
+        /// Why: reported to dom0 and in `status` until the leg is probed again.
+        reason: Refusal,
+    },
     Failing,
     NeedsAdmin,
 }
@@ -245,7 +274,7 @@ impl LegState {
             LegState::Confirming { .. } => Phase::Confirming,
             LegState::Adding { .. } => Phase::Adding,
             LegState::Flapping => Phase::Flapping,
-            LegState::Refused => Phase::Refused,
+            LegState::Refused { .. } => Phase::Refused,
             LegState::Failing => Phase::Failing,
             LegState::NeedsAdmin => Phase::NeedsAdmin,
         }
@@ -259,6 +288,14 @@ impl LegState {
                 ..
             } => Some(*t),
             LegState::Waiting { add_at, .. } => Some(*add_at),
+            _ => None,
+        }
+    }
+
+    /// Why the leg was refused, while it is.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            LegState::Refused { reason } => Some(reason),
             _ => None,
         }
     }
@@ -292,7 +329,26 @@ pub struct Leg {
     pub flaps: u32,
     /// Its flags as md last listed them (kept across a remove and add).
     pub flags: LegFlags,
+    /// What its last add asked md to copy, until md has it in sync again and
+    /// the log says what md did copy.
+    pub copy: Option<CopyWatch>,
+    /// Re-added through sysfs: md kept its `write_error` mark, to be cleared
+    /// once it is in sync.
+    pub clear_write_error: bool,
+    /// Added and not yet listed in sync by md: its recovery is not over (what
+    /// the guest's resync request to dom0 stands for).
+    pub syncing: bool,
     state: LegState,
+}
+
+/// An add under way, seen from the leg's block device: how much md writes to
+/// it tells a full recovery from a bitmap-scoped one from none at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyWatch {
+    /// A full recovery was asked for (added as a spare).
+    pub full: bool,
+    /// Sectors written to the device before the add.
+    pub from_sectors: u64,
 }
 
 impl Leg {
@@ -306,6 +362,9 @@ impl Leg {
             added_at: None,
             flaps: 0,
             flags: LegFlags::default(),
+            copy: None,
+            clear_write_error: false,
+            syncing: false,
             state,
         }
     }
@@ -361,6 +420,9 @@ impl Leg {
     /// healthy | failing -> failed: md marked it faulty (or it left while healthy);
     /// probed at `next_probe`, then every `interval`, backing off.
     pub fn fail(&mut self, next_probe: Ms, interval: Ms) {
+        self.copy = None;
+        self.clear_write_error = false;
+        self.syncing = false;
         let to = LegState::Failed {
             probe: NextProbe::At(next_probe),
             episode: Episode::new(interval),
@@ -374,6 +436,8 @@ impl Leg {
 
     /// healthy | failing -> flapping: failed too often soon after its re-add.
     pub fn flap(&mut self) {
+        self.copy = None;
+        self.syncing = false;
         self.step(
             "flap",
             |s| matches!(s, LegState::Healthy { .. } | LegState::Failing),
@@ -454,6 +518,7 @@ impl Leg {
     pub fn back_off(&mut self, now: Ms, max: Ms) {
         let mut episode = self.episode_or_new(0);
         episode.interval = (episode.interval * 2).min(max);
+        episode.failures = episode.failures.saturating_add(1);
         self.step(
             "back_off",
             |s| {
@@ -499,7 +564,7 @@ impl Leg {
                     LegState::Failed {
                         probe: NextProbe::At(_),
                         ..
-                    } | LegState::Refused
+                    } | LegState::Refused { .. }
                 )
             },
             LegState::Failed {
@@ -518,6 +583,7 @@ impl Leg {
         }
         let mut episode = self.episode_or_new(initial);
         episode.interval = initial;
+        episode.failures = 0;
         let probe = if self.probing() {
             NextProbe::UnderWay
         } else {
@@ -536,8 +602,9 @@ impl Leg {
     }
 
     /// failed (probe under way) -> waiting: its superblock proves it belongs;
-    /// added at `add_at`.
-    pub fn prove(&mut self, add_at: Ms, sb: SbFacts) {
+    /// added at `add_at` (for a leg [`Start::Asking`], the time it stops
+    /// waiting for dom0's answer).
+    pub fn prove(&mut self, add_at: Ms, start: Start, sb: SbFacts) {
         let episode = self.episode_or_new(0);
         self.step(
             "prove",
@@ -552,16 +619,79 @@ impl Leg {
             },
             LegState::Waiting {
                 add_at,
+                start,
                 sb,
                 episode,
             },
         );
     }
 
+    /// How a waiting leg waits, if it does.
+    pub fn start(&self) -> Option<Start> {
+        match self.state {
+            LegState::Waiting { start, .. } => Some(start),
+            _ => None,
+        }
+    }
+
+    /// Waiting for dom0's turn (asked, or queued).
+    pub fn awaits_turn(&self) -> bool {
+        asking(&self.state)
+    }
+
+    /// Probes and reconnects that failed in a row in this failure episode.
+    pub fn failures(&self) -> u32 {
+        self.state.episode().map_or(0, |e| e.failures)
+    }
+
+    /// dom0 granted this leg its turn earlier in this failure episode.
+    pub fn granted_before(&self) -> bool {
+        self.state.episode().is_some_and(|e| e.granted)
+    }
+
+    /// This waiting leg with `add_at` and `start` replaced (the admission
+    /// edges below); its own state when it is not waiting (the edge then
+    /// refuses it).
+    fn rewait(&self, add_at: Ms, start: Start) -> LegState {
+        match &self.state {
+            LegState::Waiting { sb, episode, .. } => LegState::Waiting {
+                add_at,
+                start,
+                sb: sb.clone(),
+                episode: Episode {
+                    granted: episode.granted || start == Start::Granted,
+                    ..*episode
+                },
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// waiting (asking) -> waiting (granted, add due `now`): dom0's
+    /// coordinator granted its turn.
+    pub fn grant(&mut self, now: Ms) {
+        let to = self.rewait(now, Start::Granted);
+        self.step("grant", asking, to);
+    }
+
+    /// waiting (asking) -> waiting (queued until `until`): dom0's coordinator
+    /// queued it, and lives: wait on.
+    pub fn hold(&mut self, until: Ms) {
+        let to = self.rewait(until, Start::Queued);
+        self.step("hold", asking, to);
+    }
+
+    /// waiting (asking) -> waiting (jitter, add due at `add_at`): no answer
+    /// from dom0 in time, or the coordinator went away.
+    pub fn fall_back(&mut self, add_at: Ms) {
+        let to = self.rewait(add_at, Start::Jitter);
+        self.step("fall_back", asking, to);
+    }
+
     /// failed (probe under way) | waiting | confirming -> refused: its superblock
     /// does not prove it, there is no in-sync leg to check its history against,
     /// or its history does not fit the array's.
-    pub fn refuse(&mut self) {
+    pub fn refuse(&mut self, reason: Refusal) {
         self.step(
             "refuse",
             |s| {
@@ -574,7 +704,7 @@ impl Leg {
                         | LegState::Confirming { .. }
                 )
             },
-            LegState::Refused,
+            LegState::Refused { reason },
         );
     }
 
@@ -656,6 +786,12 @@ impl Leg {
     pub fn start_add(&mut self, policy: AddPolicy) -> Option<Action> {
         let attempt = self.next_attempt(policy)?;
         let episode = self.episode_or_new(0);
+        if let LegState::Confirming { sb, .. } = &self.state {
+            self.copy = sb.written_sectors.map(|from_sectors| CopyWatch {
+                full: attempt == Attempt::Spare,
+                from_sectors,
+            });
+        }
         self.step(
             "start_add",
             |s| matches!(s, LegState::Confirming { .. }),
@@ -686,6 +822,7 @@ impl Leg {
     pub fn added(&mut self, now: Ms) {
         self.added_at = Some(now);
         self.bound = true;
+        self.syncing = true;
         self.step(
             "added",
             |s| matches!(s, LegState::Adding { .. }),
@@ -716,6 +853,9 @@ impl Leg {
     /// adding (in its slot) -> adding (as a spare): full recovery.
     pub fn add_as_spare(&mut self) -> Action {
         let episode = self.episode_or_new(0);
+        if let Some(c) = self.copy.as_mut() {
+            c.full = true;
+        }
         self.step(
             "add_as_spare",
             |s| {
@@ -819,6 +959,17 @@ impl Leg {
             },
         );
     }
+}
+
+/// Waiting for dom0's turn: the states the admission edges accept.
+fn asking(s: &LegState) -> bool {
+    matches!(
+        s,
+        LegState::Waiting {
+            start: Start::Asking | Start::Queued,
+            ..
+        }
+    )
 }
 
 #[cfg(test)]

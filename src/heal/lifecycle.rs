@@ -4,7 +4,7 @@
 use super::action::{log, Action, Errno, LegFlags, Ms, Outcome, ProbeOutcome, SEC};
 use super::engine::Engine;
 use super::event::{Event, Flap};
-use super::leg::{Attempt, Leg, LegState, NextProbe, Phase};
+use super::leg::{Attempt, Leg, LegState, NextProbe, Phase, Start};
 use super::membership::{shared_uuid, verdict};
 use crate::md::model::{Array, Snapshot, SyncAction, SyncState};
 
@@ -69,6 +69,38 @@ impl Engine {
                         device: m.device.clone(),
                     }));
                     leg.back_in_array();
+                }
+                // its recovery is over once md lists it in sync
+                if m.in_sync() {
+                    leg.syncing = false;
+                }
+                // a sysfs re-add keeps md's mark of the write error that failed
+                // the leg; ADD_NEW_DISK would have started it afresh: clear it
+                if m.in_sync() && leg.clear_write_error {
+                    leg.clear_write_error = false;
+                    if m.has_state("write_error") {
+                        out.push(log(Event::WriteErrorCleared {
+                            array: a.name.clone(),
+                            device: m.device.clone(),
+                        }));
+                        out.push(Action::ClearWriteError {
+                            array: a.name.clone(),
+                            device: m.device.clone(),
+                        });
+                    }
+                }
+                // an add done: say what md wrote to the leg to bring it in sync
+                if m.in_sync() && leg.is(Phase::Healthy) {
+                    if let (Some(c), Some(w)) = (leg.copy, m.written_sectors) {
+                        leg.copy = None;
+                        out.push(log(Event::Copied {
+                            array: a.name.clone(),
+                            device: m.device.clone(),
+                            kib: w.saturating_sub(c.from_sectors) / 2,
+                            full: c.full,
+                            size_kib: a.size_kb,
+                        }));
+                    }
                 }
                 // a leg that stayed healthy through the flap window is forgiven
                 if leg.flaps > 0
@@ -163,6 +195,11 @@ impl Engine {
                     });
                 }
             } else if matches!(leg.state(), LegState::Waiting { add_at, .. } if now >= *add_at) {
+                // no answer from dom0 in time: the start jitter after all
+                if leg.awaits_turn() && !self.turn_timed_out(&k, now, out) {
+                    continue;
+                }
+                let leg = self.legs.get(&k).expect("key from map");
                 if !array_wants_leg(a, leg) {
                     continue;
                 }
@@ -197,7 +234,7 @@ impl Engine {
         now: Ms,
     ) -> Vec<Action> {
         let mut out = Vec::new();
-        let max = self.config.probe.max_interval_s * SEC;
+        let max = self.config.probe.read_cap_s() * SEC;
         let legs: Vec<(String, String)> = self
             .legs
             .iter()
@@ -213,7 +250,8 @@ impl Engine {
         }
         for k in legs {
             let arr = snap.arrays.iter().find(|a| a.name == k.0).cloned();
-            let jitter = self.jitter();
+            let granted_before = self.legs.get(&k).is_some_and(Leg::granted_before);
+            let (add_at, start) = self.start_wait(granted_before, now);
             let mem = self.arrays.get(&k.0).cloned().unwrap_or_default();
             let leg = self.legs.get_mut(&k).expect("key from map");
             let sb = match &outcome {
@@ -221,7 +259,9 @@ impl Engine {
                 ProbeOutcome::Failed(_) | ProbeOutcome::TimedOut => {
                     leg.back_off(now, max);
                     let next_in = leg.state().deadline().unwrap_or(now) - now;
-                    if next_in == max || next_in <= 4 * SEC {
+                    // said at the 1st, 2nd, 4th, 8th... failure in a row: a
+                    // long outage probed every few seconds is a few lines
+                    if leg.failures().is_power_of_two() {
                         out.push(log(Event::StillUnusable {
                             array: k.0.clone(),
                             device: leg.device.clone(),
@@ -246,18 +286,20 @@ impl Engine {
             match judged {
                 Ok(()) => {
                     let sb = sb.clone().expect("the verdict proves a superblock");
-                    leg.prove(now + jitter, sb);
-                    out.push(log(Event::Proven {
-                        array: k.0.clone(),
-                        device: leg.device.clone(),
-                        jitter,
-                    }));
-                    if jitter == 0 && array_wants_leg(&a, leg) {
+                    leg.prove(add_at, start, sb);
+                    out.push(log(Engine::proven_event(
+                        &k.0,
+                        &leg.device,
+                        start,
+                        add_at,
+                        now,
+                    )));
+                    if add_at == now && start != Start::Asking && array_wants_leg(&a, leg) {
                         self.begin_confirm(&a, &k, &mut out);
                     }
                 }
                 Err(reason) => {
-                    leg.refuse();
+                    leg.refuse(reason.clone());
                     out.push(log(Event::Refused {
                         array: k.0.clone(),
                         device: leg.device.clone(),
@@ -305,6 +347,16 @@ impl Engine {
                 }
                 return out;
             }
+            Action::ClearWriteError { array, device } => {
+                if let Outcome::Failed(failure) = outcome {
+                    out.push(log(Event::WriteErrorNotCleared {
+                        array: array.clone(),
+                        device: device.clone(),
+                        failure: failure.clone(),
+                    }));
+                }
+                return out;
+            }
             _ => return out,
         };
         let full_recovery = self.config.heal.full_recovery;
@@ -322,6 +374,8 @@ impl Engine {
                 match outcome {
                     Outcome::Done => {
                         leg.added(now);
+                        // md keeps a sysfs re-added member's write-error mark
+                        leg.clear_write_error = attempt == Attempt::ReAdd;
                         out.push(log(Event::ReAdded {
                             array,
                             device,

@@ -51,6 +51,53 @@ pub enum Refusal {
     SharedUuid {
         arrays: Vec<String>,
     },
+    /// Its device UUID is not the one the leg had in the array.
+    OtherDevice {
+        found: String,
+        recorded: String,
+    },
+    /// It sits on other storage than the leg did ([`crate::md::identity::storage_identity`]).
+    OtherStorage {
+        found: Option<String>,
+        recorded: String,
+    },
+    /// Its superblock is older than the one recorded while the leg was in the
+    /// array: a copy restored from an older snapshot, or another disk with this
+    /// array's identity (a clone).
+    OlderThanRecorded {
+        utime: u64,
+        events: u64,
+        recorded_utime: u64,
+        recorded_events: u64,
+    },
+    /// Its superblock was written after the leg left the array: another system
+    /// used the disk since.
+    WrittenAfterLeaving {
+        utime: u64,
+        left_at: u64,
+    },
+}
+
+impl Refusal {
+    /// A short stable name for reports (the xenstore array JSON, `status --json`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NoSuperblock => "no-superblock",
+            Refusal::UuidUnknown => "uuid-unknown",
+            Refusal::OtherArray { .. } => "other-array",
+            Refusal::Spare => "spare",
+            Refusal::Faulty => "faulty",
+            Refusal::WrongSlot { .. } | Refusal::BeyondSlots { .. } => "wrong-slot",
+            Refusal::SlotTaken { .. } => "slot-taken",
+            Refusal::NewerEvents { .. } | Refusal::RanWithout { .. } => "split-brain",
+            Refusal::NoWitness => "no-witness",
+            Refusal::SharedUuid { .. } => "shared-uuid",
+            Refusal::OtherDevice { .. } => "other-device",
+            Refusal::OtherStorage { .. } => "other-storage",
+            Refusal::OlderThanRecorded { .. } => "older-history",
+            Refusal::WrittenAfterLeaving { .. } => "written-after-leaving",
+        }
+    }
 }
 
 impl fmt::Display for Refusal {
@@ -99,6 +146,32 @@ impl fmt::Display for Refusal {
                 "its UUID is carried by {} running arrays ({}): which one it belongs to cannot be told",
                 arrays.len(),
                 arrays.join(", ")
+            ),
+            Refusal::OtherDevice { found, recorded } => write!(
+                f,
+                "its device UUID {found} is not {recorded}, the leg's while it was in the array: another disk"
+            ),
+            Refusal::OtherStorage { found, recorded } => write!(
+                f,
+                "it sits on {}, not on {recorded} where the leg was: another disk",
+                found.as_deref().unwrap_or("storage that names no identity")
+            ),
+            Refusal::OlderThanRecorded {
+                utime,
+                events,
+                recorded_utime,
+                recorded_events,
+            } => write!(
+                f,
+                "its superblock (updated {}, events {events}) is older than the one the leg had in the array (updated {}, events {recorded_events}): a copy restored from an older snapshot or another guest's disk; a re-add would leave it without what was written in between, and a full copy would overwrite what it holds, so an admin decides",
+                crate::clock::utc(*utime),
+                crate::clock::utc(*recorded_utime)
+            ),
+            Refusal::WrittenAfterLeaving { utime, left_at } => write!(
+                f,
+                "its superblock was updated at {}, after the leg left the array at {}: another system has used this disk since",
+                crate::clock::utc(*utime),
+                crate::clock::utc(*left_at)
             ),
         }
     }

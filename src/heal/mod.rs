@@ -8,8 +8,10 @@
 //! in the VM harness.
 //!
 //! Decide, one rule per file: [`engine`] (state and the main step), [`lifecycle`]
-//! (a leg's life), [`membership`] (the superblock verdict), [`candidates`] (new
-//! nodes), [`reconnect`], [`throttle`], [`stall`]; the boundary types are in
+//! (a leg's life), [`admission`] (when a proven leg is added: the start jitter,
+//! or dom0's turn), [`membership`] (the superblock verdict), [`candidates`] (new
+//! nodes), [`history`] (each leg's record while in sync, and the window a
+//! returning leg must fit), [`reconnect`], [`throttle`], [`stall`]; the boundary types are in
 //! [`action`] (actions, typed outcomes) and [`event`] (what the engine reports,
 //! with the log line of each), a leg and its state machine in [`leg`].
 //!
@@ -27,10 +29,12 @@
 
 pub mod act;
 pub mod action;
+pub mod admission;
 pub mod candidates;
 pub mod confirm;
 pub mod engine;
 pub mod event;
+pub mod history;
 pub mod leg;
 pub mod lifecycle;
 pub mod membership;
@@ -39,9 +43,10 @@ pub mod stall;
 pub mod throttle;
 
 pub use action::{Action, Errno, Failure, LegFlags, Ms, Outcome, ProbeOutcome, SbFacts};
+pub use admission::Turn;
 pub use engine::{ArrayMem, Engine, Env};
 pub use event::{Event, Flap, NotALeg};
-pub use leg::{Attempt, Episode, Leg, LegState, NextProbe, Phase};
+pub use leg::{Attempt, CopyWatch, Episode, Leg, LegState, NextProbe, Phase, Start};
 pub use membership::{verdict, Refusal};
 
 #[cfg(test)]

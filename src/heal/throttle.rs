@@ -6,6 +6,7 @@ use super::action::{log, Action, Ms};
 use super::engine::{Engine, Env};
 use super::event::Event;
 use crate::md::model::{Array, SyncAction, SyncState};
+use crate::md::pressure::IoLoad;
 use std::collections::BTreeMap;
 
 impl Engine {
@@ -27,7 +28,11 @@ impl Engine {
             .collect();
         let n = recovering.len().max(1) as u64;
         let t = &self.config.throttle;
-        let busy = env.io_pressure.is_some_and(|p| p >= t.busy_pressure);
+        let busy = match env.io_load {
+            IoLoad::Pressure(p) => p >= t.busy_pressure,
+            IoLoad::ArrayKbps(k) => k >= t.busy_kbps,
+            IoLoad::Unknown => false,
+        };
         for a in managed {
             let mem = self.arrays.entry(a.name.clone()).or_default();
             let is_rec = recovering.iter().any(|r| r.name == a.name);

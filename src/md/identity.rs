@@ -168,6 +168,42 @@ pub fn never_a_leg(dev: &str) -> bool {
     )
 }
 
+/// The identity of the storage behind a block device, as its transport names it,
+/// when it names one: what a leg's record keeps so that a device that later
+/// shows the leg's superblock can be told to sit on other storage (a clone or
+/// another guest's disk handed back).
+///
+/// - nbd: the backend identifier the client gave the kernel (`backend`, empty
+///   when the client sets none, as Debian 12's nbd-client 3.24 does);
+/// - virtio-blk: the disk's `serial`;
+/// - SCSI (iSCSI LUNs among them): the `device/wwid` the kernel reads from the
+///   LUN's identification page;
+/// - a partition: its disk's identity and its partition number.
+///
+/// Xen vbds have none the guest can read in sysfs (`device/nodename` names
+/// the frontend slot, not the storage, and changes on a re-attach): `None`.
+pub fn storage_identity(root: &crate::root::Root, dev: &str) -> Option<String> {
+    let sys = root.class_block().join(dev);
+    if let Ok(part) = std::fs::read_to_string(sys.join("partition")) {
+        // a partition's sysfs directory sits in its disk's
+        let disk_dir = std::fs::canonicalize(&sys).ok()?.parent()?.to_path_buf();
+        let disk = disk_dir.file_name()?.to_str()?.to_string();
+        let id = storage_identity(root, &disk)?;
+        return Some(format!("{id} part{}", part.trim()));
+    }
+    let read = |rel: &str| -> Option<String> {
+        let v = std::fs::read_to_string(sys.join(rel)).ok()?;
+        let v = crate::text::printable_str(v.trim(), 256);
+        (!v.is_empty()).then_some(v)
+    };
+    match transport(dev) {
+        "nbd" => read("backend").map(|v| format!("nbd backend {v}")),
+        "vd" => read("serial").map(|v| format!("virtio serial {v}")),
+        "sd" => read("device/wwid").map(|v| format!("scsi {v}")),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! Reading the kernel's md state: `/proc/mdstat`, `/sys/block/mdX/md/*`, superblocks.
 
+pub mod diskstats;
 pub mod identity;
 pub mod mdstat;
 pub mod model;

@@ -69,6 +69,10 @@ pub struct Member {
     /// Corrected read errors (`dev-X/errors`), when sysfs has it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<u64>,
+    /// Sectors written to its block device so far (what a recovery copied
+    /// shows there); not part of the status JSON.
+    #[serde(skip)]
+    pub written_sectors: Option<u64>,
 }
 
 impl Member {
@@ -82,6 +86,7 @@ impl Member {
             states: states.iter().map(|s| s.to_string()).collect(),
             faulty: states.contains(&"faulty"),
             errors: None,
+            written_sectors: None,
         }
     }
 

@@ -137,6 +137,7 @@ pub fn merge(name: &str, md: Option<&MdstatArray>, sys: Option<&SysArray>) -> Ar
                 a.members.push(Member {
                     descriptor,
                     errors: m.errors,
+                    written_sectors: m.written_sectors,
                     ..Member::new(&m.device, m.slot, &words)
                 });
             }

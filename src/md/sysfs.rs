@@ -45,6 +45,9 @@ pub struct SysMember {
     /// `None` when the file says `none` (spare, faulty) or is absent.
     pub slot: Option<u32>,
     pub errors: Option<u64>,
+    /// Sectors written to the member's block device since it appeared
+    /// (`dev-X/block/stat`, field 7), when sysfs has it.
+    pub written_sectors: Option<u64>,
 }
 
 /// The state words the kernel documents for `dev-X/state` (md.rst).
@@ -191,6 +194,9 @@ pub fn read_array(root: &Root, name: &str, problems: &mut Vec<String>) -> Option
                     states,
                     slot: slot.flatten(),
                     errors: r.num(&p.join("errors")),
+                    written_sectors: fs::read_to_string(p.join("block/stat"))
+                        .ok()
+                        .and_then(|t| written_sectors(&t)),
                 });
             }
         }
@@ -295,6 +301,11 @@ pub fn parse_speed_limit(s: &str) -> Result<SpeedLimit, String> {
 }
 
 /// Path of an attribute of one member, e.g. `dev-nbd0/state`.
+/// Sectors written, from a block device's `stat` (field 7; Documentation/block/stat.rst).
+pub fn written_sectors(stat: &str) -> Option<u64> {
+    stat.split_whitespace().nth(6)?.parse().ok()
+}
+
 pub fn member_attr(root: &Root, md: &str, dev: &str, attr: &str) -> PathBuf {
     root.md_sysfs(md).join(format!("dev-{dev}")).join(attr)
 }

@@ -18,6 +18,27 @@ pub fn open_uevent() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// The block devices present now with a size (the names under
+/// `/sys/class/block` whose `size` is not 0, md arrays left out), sorted: at start, the devices no
+/// uevent will announce (a leg mdadm left out of the array at boot is already
+/// there when the agent starts). Empty ones (an nbd device with no server, an
+/// empty drive) are left out: reading them only fills the kernel's log.
+pub fn present(root: &crate::root::Root) -> io::Result<Vec<String>> {
+    let dir = root.class_block();
+    let sized = |name: &str| {
+        std::fs::read_to_string(dir.join(name).join("size"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+    };
+    let mut names: Vec<String> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| plain_name(n) && sized(n))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// A kernel uevent for a block device being added or changed: its name.
 pub fn parse_uevent(msg: &[u8]) -> Option<String> {
     let mut action = None;
@@ -37,12 +58,13 @@ pub fn parse_uevent(msg: &[u8]) -> Option<String> {
         return None;
     }
     let d = devname?.trim_start_matches("/dev/");
-    // only plain kernel names: nothing that could walk out of /dev
-    if d.is_empty() || d.len() > 64 || d.contains('/') || d.starts_with('.') || d.starts_with("md")
-    {
-        return None;
-    }
-    Some(d.to_string())
+    plain_name(d).then(|| d.to_string())
+}
+
+/// A name mdguard takes from the kernel as a device that may be a leg: a plain
+/// kernel name, nothing that could walk out of /dev, and not an md array's.
+fn plain_name(d: &str) -> bool {
+    !(d.is_empty() || d.len() > 64 || d.contains('/') || d.starts_with('.') || d.starts_with("md"))
 }
 
 #[cfg(test)]

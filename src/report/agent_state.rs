@@ -8,9 +8,9 @@
 //! writes nothing), removed when it stops cleanly. A file left by an agent that
 //! died (its pid gone) is ignored: it speaks for nobody.
 
-use super::schema::reported_health;
+use super::schema::{reported_health, ArraySummary};
 use crate::heal::{Engine, Phase};
-use crate::md::model::Snapshot;
+use crate::md::model::{Array, Snapshot};
 use crate::root::Root;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -29,6 +29,15 @@ pub struct ArrayView {
     pub stalled: bool,
     #[serde(default)]
     pub flapping: bool,
+    /// Legs mdguard will not add, each with the reason's code
+    /// ([`crate::heal::Refusal::code`]): an admin decides.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refused: BTreeMap<String, String>,
+    /// Legs mdguard is bringing back that md no longer lists (removed to be
+    /// reconnected or re-added, a node that vanished), each with its phase
+    /// ([`Phase::as_str`]: `failed`, `reconnecting`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub away: BTreeMap<String, String>,
 }
 
 impl ArrayView {
@@ -38,6 +47,55 @@ impl ArrayView {
         ArrayView {
             stalled: engine.arrays.get(array).is_some_and(|m| m.stalled),
             flapping: engine.legs_of(array).any(|l| l.phase() == Phase::Flapping),
+            refused: engine
+                .legs_of(array)
+                .filter_map(|l| {
+                    l.state()
+                        .refusal()
+                        .map(|r| (l.device.clone(), r.code().to_string()))
+                })
+                .collect(),
+            away: engine
+                .legs_of(array)
+                .filter(|l| !l.bound && l.phase() != Phase::Healthy)
+                .map(|l| (l.device.clone(), l.phase().as_str().to_string()))
+                .collect(),
+        }
+    }
+
+    /// The compact report of array `a` with what the agent knows: md's
+    /// members, then the legs away with their phase; the health dom0 and the
+    /// metrics read (at least `degraded` when stalled or flapping). The one
+    /// definition xenstore's array JSON and the metrics share.
+    pub fn summary(&self, a: &Array) -> ArraySummary {
+        let mut members: Vec<(String, String)> = a
+            .members
+            .iter()
+            .map(|m| (m.device.clone(), m.condition().as_str().to_string()))
+            .collect();
+        members.extend(self.away.iter().map(|(d, p)| (d.clone(), p.clone())));
+        ArraySummary {
+            name: a.name.clone(),
+            health: reported_health(a.health, self.flapping, self.stalled),
+            level: a.level.clone().unwrap_or_default(),
+            raid_disks: a.raid_disks.unwrap_or(0),
+            in_sync: a.in_sync_count(),
+            members,
+            sync: a.sync.as_ref().and_then(|s| {
+                s.fraction().map(|f| {
+                    (
+                        s.action.as_str().to_string(),
+                        (f * 1000.0).round() as f32 / 10.0,
+                    )
+                })
+            }),
+            flapping: self.flapping,
+            stalled: self.stalled,
+            refused: self
+                .refused
+                .iter()
+                .map(|(d, c)| (d.clone(), c.clone()))
+                .collect(),
         }
     }
 
@@ -102,10 +160,13 @@ impl AgentView {
             let health = reported_health(a.health, v.flapping, v.stalled);
             let mut why = Vec::new();
             if v.stalled {
-                why.push("writes stalled (mdguard)");
+                why.push("writes stalled (mdguard)".to_string());
             }
             if v.flapping {
-                why.push("a leg is flapping (mdguard)");
+                why.push("a leg is flapping (mdguard)".to_string());
+            }
+            for (dev, code) in &v.refused {
+                why.push(format!("{dev} refused: {code} (mdguard; an admin decides)"));
             }
             if health != a.health || !why.is_empty() {
                 a.health = health;
@@ -147,7 +208,7 @@ mod tests {
         assert_eq!(AgentView::read(&root), None, "no file, nothing to add");
         let stalled = ArrayView {
             stalled: true,
-            flapping: false,
+            ..ArrayView::default()
         };
         let v = AgentView::new(
             std::process::id(),
@@ -166,6 +227,23 @@ mod tests {
         assert_eq!(s.arrays[0].health, Health::Degraded);
         assert!(
             s.arrays[0].reason.contains("writes stalled"),
+            "{}",
+            s.arrays[0].reason
+        );
+        // a refused leg: the array is degraded by md already; the reason says
+        // why it will not heal by itself
+        let refused = ArrayView {
+            refused: [("xvdc".to_string(), "older-history".to_string())].into(),
+            ..ArrayView::default()
+        };
+        let v = AgentView::new(std::process::id(), [("md0".to_string(), refused)]);
+        assert_eq!(v.arrays.len(), 1, "a refusal is worth writing");
+        let mut s = whole();
+        v.apply(&mut s);
+        assert!(
+            s.arrays[0]
+                .reason
+                .contains("xvdc refused: older-history (mdguard; an admin decides)"),
             "{}",
             s.arrays[0].reason
         );

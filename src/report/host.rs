@@ -1,44 +1,59 @@
-//! `mdguard host ...`: dom0's side. Reads every guest's `data/mdguard/`
-//! through xenstored's socket and writes guests' `control/mdguard/` keys.
+//! `mdguard host ...`: dom0's side. Reads every guest's `data/mdguard/` (and,
+//! for the storage view, dom0's vbd backends) through xenstored's socket and
+//! writes guests' `control/mdguard/` keys. This file is the I/O; what it reads
+//! is judged, grouped and printed by pure code in its submodules:
 //!
-//! ```text
-//! mdguard host status [--json] [--no-ping] [--timeout SECS]
-//! mdguard host set-budget --kbps N [--domain D]
-//! mdguard host ping [--domain D] [--timeout SECS]
-//! mdguard host probe [--domain D]
-//! ```
+//! - [`args`]: the command line ([`args::USAGE`]);
+//! - [`guest`]: one guest as read, its judged health and verdict;
+//! - [`storage`]: dom0's backends, the storage behind each leg, the grouping;
+//! - [`check`]: `host check`'s plugin line;
+//! - [`render`]: `host status`'s text and JSON;
+//! - [`admission`]: `host run`'s resync admission (the pure planner);
+//!   [`grants`]: what the metrics say of it;
+//! - [`liveness`]: `host run`'s pings, its agents' liveness;
+//! - [`events`]: `host run`'s hook events, the changes between two looks;
+//! - [`service`]: `host run` itself, the dom0 service.
+//!
 //! `D` is a domid or a domain name; without `--domain` every guest (not
-//! dom0) is addressed. `status` pings every agent that published (2 s, or
-//! `--timeout`; `--no-ping` reads only) and exits like a nagios check with the
-//! worst guest: 0 ok, 1 recovering, 2 degraded/failed, 3 unknown, unreachable,
-//! an agent that did not answer (`silent`) or said it stopped (`stopped`), or
-//! no guest publishing anything. Guests without `data/mdguard` are listed but
-//! do not count.
+//! dom0) is addressed. `status` and `check` ping every agent that published
+//! (2 s, or `--timeout`; `--no-ping` reads only) and exit like a nagios check
+//! with the worst guest: 0 ok, 1 recovering, 2 degraded/failed, 3 unknown,
+//! unreachable, an agent that did not answer (`silent`) or said it stopped
+//! (`stopped`), or no guest publishing anything. Guests without
+//! `data/mdguard` are listed but do not count.
 //!
 //! Every value read from a guest is untrusted: parsed strictly, bounded,
 //! and escaped before it reaches the terminal.
 
+pub mod admission;
+pub mod args;
+pub mod check;
+pub mod events;
+pub mod grants;
+pub mod guest;
+pub mod liveness;
+pub mod render;
+pub mod service;
+pub mod storage;
+
 use crate::clock::{unix_now, unix_time};
 use crate::report::schema::{self, ArrayJson, Health};
-use crate::report::status::{worst_code, CheckCode};
-use crate::xenstore::{Access, Client, Error, Perm};
-use serde::Serialize;
+use crate::report::status::CheckCode;
+use crate::xenstore::{Access, Client, Error, Perm, Txn};
+pub use args::USAGE;
+use args::{Command, Target, Usage};
+use guest::{judge, AgentState, GuestStatus};
+use render::GuestView;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::Write;
 use std::time::{Duration, Instant};
+use storage::{Backend, BackendKind, GuestStorage, Leg, RawBackend, StoragePattern};
 
-const USAGE: &str = "usage: mdguard host status [--json] [--no-ping] [--timeout SECS]
-       mdguard host set-budget --kbps N [--domain D]
-       mdguard host ping [--domain D] [--timeout SECS]
-       mdguard host probe [--domain D]";
-
-/// The version of `host status --json`'s shape.
-const HOST_JSON_VERSION: u32 = 1;
-
-/// Exit code for usage errors, as every mdguard command.
+/// Exit code for usage errors, as every mdguard command (but `check`).
 const EXIT_USAGE: i32 = 2;
 const EXIT_UNKNOWN: i32 = 3;
+/// Most arrays read per guest.
+const ARRAYS_MAX: usize = 64;
 
 /// Entry point: `args` are the arguments after `host`.
 pub fn main<I, A>(args: I) -> i32
@@ -46,11 +61,34 @@ where
     I: IntoIterator<Item = A>,
     A: Into<OsString>,
 {
-    match run(args.into_iter().map(Into::into).collect()) {
+    let cmd = match args::parse(args.into_iter().map(Into::into).collect()) {
+        Ok(c) => c,
+        // a monitoring plugin's usage error is UNKNOWN, on its one line
+        Err(Usage { check: true, msg }) => {
+            println!(
+                "MDGUARD UNKNOWN - usage: {} (see mdguard host check --help)",
+                check::plugin_text(&msg, 200)
+            );
+            return EXIT_UNKNOWN;
+        }
+        Err(Usage { msg, .. }) => {
+            eprintln!("mdguard host: {msg}\n{USAGE}");
+            return EXIT_USAGE;
+        }
+    };
+    let is_check = matches!(cmd, Command::Check { .. });
+    match run(cmd) {
         Ok(code) => code,
         Err(HostError::Usage(m)) => {
             eprintln!("mdguard host: {m}\n{USAGE}");
             EXIT_USAGE
+        }
+        Err(HostError::Xs(e)) if is_check => {
+            println!(
+                "MDGUARD UNKNOWN - {}",
+                check::plugin_text(&e.to_string(), 200)
+            );
+            EXIT_UNKNOWN
         }
         Err(HostError::Xs(e)) => {
             eprintln!("mdguard host: {e}");
@@ -71,72 +109,34 @@ impl From<Error> for HostError {
     }
 }
 
-impl From<lexopt::Error> for HostError {
-    fn from(e: lexopt::Error) -> Self {
-        HostError::Usage(e.to_string())
+fn run(cmd: Command) -> Result<i32, HostError> {
+    if cmd == Command::Help {
+        println!("{USAGE}");
+        return Ok(0);
     }
-}
-
-fn run(args: Vec<OsString>) -> Result<i32, HostError> {
-    use lexopt::prelude::*;
-    let mut p = lexopt::Parser::from_args(args);
-    let cmd = match p.next()? {
-        Some(Value(v)) => v.string()?,
-        Some(Long("help")) | Some(Short('h')) => {
-            println!("{USAGE}");
-            return Ok(0);
-        }
-        Some(a) => return Err(a.unexpected().into()),
-        None => return Err(HostError::Usage("missing command".into())),
-    };
-    let mut json = false;
-    let mut no_ping = false;
-    let mut kbps: Option<u64> = None;
-    let mut domain: Option<String> = None;
-    // status waits less than ping: it is the one a monitoring system runs
-    let mut timeout = Duration::from_secs(if cmd == "status" { 2 } else { 5 });
-    while let Some(a) = p.next()? {
-        match a {
-            Long("json") if cmd == "status" => json = true,
-            Long("no-ping") if cmd == "status" => no_ping = true,
-            Long("kbps") if cmd == "set-budget" => {
-                let v: String = p.value()?.string()?;
-                let n = schema::parse_u64(v.as_bytes())
-                    .map_err(|e| HostError::Usage(format!("--kbps: {e}")))?;
-                if n > schema::BUDGET_MAX_KBPS {
-                    return Err(HostError::Usage(format!(
-                        "--kbps: at most {}",
-                        schema::BUDGET_MAX_KBPS
-                    )));
-                }
-                kbps = Some(n);
-            }
-            Long("domain") | Short('d') if cmd != "status" => domain = Some(p.value()?.string()?),
-            Long("timeout") if cmd == "ping" || cmd == "status" => {
-                let v: f64 = p.value()?.parse()?;
-                if !(0.0..=3600.0).contains(&v) {
-                    return Err(HostError::Usage("--timeout: 0..3600 seconds".into()));
-                }
-                timeout = Duration::from_secs_f64(v);
-            }
-            Long("help") | Short('h') => {
-                println!("{USAGE}");
-                return Ok(0);
-            }
-            a => return Err(a.unexpected().into()),
-        }
+    if let Command::Metrics { ping, textfile } = &cmd {
+        return Ok(metrics(*ping, textfile.as_deref()));
     }
-    if !matches!(cmd.as_str(), "status" | "set-budget" | "probe" | "ping") {
-        return Err(HostError::Usage(format!("unknown command {cmd:?}")));
-    }
-    if cmd == "set-budget" && kbps.is_none() {
-        return Err(HostError::Usage("set-budget needs --kbps N".into()));
+    if let Command::Run { settings, options } = cmd {
+        return service::run(settings, options).map_err(HostError::Xs);
     }
     let mut c = Client::open()?;
-    match cmd.as_str() {
-        "status" => status(&mut c, json, (!no_ping).then_some(timeout)),
-        "set-budget" => {
-            let kbps = kbps.ok_or_else(|| HostError::Usage("set-budget needs --kbps N".into()))?;
+    match cmd {
+        // handled above
+        Command::Help | Command::Metrics { .. } | Command::Run { .. } => Ok(0),
+        Command::Status {
+            json,
+            ping,
+            by_storage,
+            storage,
+        } => status(&mut c, json, ping, by_storage, storage.as_ref()),
+        Command::Check { ping } => {
+            let guests = read_all(&mut c, ping)?;
+            let (code, line) = check::check_line(&guests);
+            println!("{line}");
+            Ok(code as i32)
+        }
+        Command::SetBudget { kbps, domain } => {
             let doms = targets(&mut c, domain.as_deref())?;
             for (id, name) in &doms {
                 write_control(&mut c, *id, schema::CTL_BUDGET, kbps.to_string().as_bytes())?;
@@ -147,38 +147,26 @@ fn run(args: Vec<OsString>) -> Result<i32, HostError> {
             }
             Ok(0)
         }
-        "probe" => {
-            let doms = targets(&mut c, domain.as_deref())?;
-            let token = new_token();
-            for (id, name) in &doms {
-                write_control(&mut c, *id, schema::CTL_PROBE, token.as_bytes())?;
-                println!(
-                    "{id} {} probe={token}",
-                    crate::text::printable_str(name, 40)
-                );
-            }
-            Ok(0)
-        }
-        "ping" => {
+        Command::Probe { target } => probe(&mut c, &target),
+        Command::Ping { domain, timeout } => {
             let mut doms = targets(&mut c, domain.as_deref())?;
             if domain.is_none() {
                 // every guest that publishes mdguard data: one without an
                 // agent has nobody to answer
-                doms.retain(|(id, _)| publishes(&mut c, *id));
+                doms.retain(|(id, _)| publishes(&mut c, *id).unwrap_or(false));
             }
             ping(&mut c, &doms, timeout)
         }
-        other => Err(HostError::Usage(format!("unknown command {other:?}"))),
     }
 }
 
-fn new_token() -> String {
+pub(super) fn new_token() -> String {
     let ns = unix_time().as_nanos();
     format!("{}-{}", ns / 1000, std::process::id())
 }
 
 /// Every domid under /local/domain (strictly numeric names only), sorted.
-fn domids(c: &mut Client) -> Result<Vec<u32>, Error> {
+pub(super) fn domids(c: &mut Client) -> Result<Vec<u32>, Error> {
     let mut ids: Vec<u32> = match c.directory("/local/domain") {
         Ok(v) => v,
         Err(e) if e.is_not_found() => Vec::new(),
@@ -192,7 +180,7 @@ fn domids(c: &mut Client) -> Result<Vec<u32>, Error> {
     Ok(ids)
 }
 
-fn domain_name(c: &mut Client, id: u32) -> String {
+pub(super) fn domain_name(c: &mut Client, id: u32) -> String {
     match c.try_read(&format!("/local/domain/{id}/name")) {
         Ok(Some(v)) if v.len() <= 256 => String::from_utf8_lossy(&v).into_owned(),
         Ok(Some(_)) => "(name too long)".into(),
@@ -227,19 +215,18 @@ fn targets(c: &mut Client, sel: Option<&str>) -> Result<Vec<(u32, String)>, Host
     }
 }
 
-/// Does guest `id` publish mdguard data (an agent ran there)?
-fn publishes(c: &mut Client, id: u32) -> bool {
-    let version = format!(
-        "/local/domain/{id}/{}/{}",
-        schema::DATA_DIR,
-        schema::KEY_VERSION
-    );
-    matches!(c.try_read(&version), Ok(Some(_)))
+/// Does guest `id` publish mdguard data: anything under its `data/mdguard`?
+fn publishes(c: &mut Client, id: u32) -> Result<bool, Error> {
+    match c.directory(&format!("/local/domain/{id}/{}", schema::DATA_DIR)) {
+        Ok(keys) => Ok(!keys.is_empty()),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Write `control/mdguard/<key>` of domain `id`: owner dom0, guest read-only
 /// (`n0 r<id>`), on the directory too so the guest can watch it.
-fn write_control(c: &mut Client, id: u32, key: &str, value: &[u8]) -> Result<(), Error> {
+pub(super) fn write_control(c: &mut Client, id: u32, key: &str, value: &[u8]) -> Result<(), Error> {
     let dir = format!("/local/domain/{id}/{}", schema::CONTROL_DIR);
     let path = format!("{dir}/{key}");
     let perms = [Perm::new(0, Access::None), Perm::new(id, Access::Read)];
@@ -254,55 +241,26 @@ fn write_control(c: &mut Client, id: u32, key: &str, value: &[u8]) -> Result<(),
 
 // ---------------------------------------------------------------- status
 
-/// Whether a guest's agent is there to stand behind what it published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-enum AgentState {
-    /// It answered a ping just now.
-    Answering,
-    /// It did not answer within the timeout: crashed, hung, or the guest is.
-    Silent,
-    /// It said it stopped (a clean stop writes `data/mdguard/stopped`).
-    Stopped,
-    /// Not asked (`--no-ping`): what it published, unconfirmed.
-    NotAsked,
-    /// The guest publishes no mdguard data.
-    None,
+/// What guest `id` published, judged ([`judge`]); its agent not yet asked.
+/// Read in one transaction, as the guest writes it: never half an update.
+pub(super) fn read_guest(c: &mut Client, id: u32) -> Result<GuestStatus, Error> {
+    let name = domain_name(c, id);
+    c.transaction(|t| read_guest_in(t, id, &name))
 }
 
-#[derive(Debug, Serialize)]
-struct GuestStatus {
-    domid: u32,
-    name: String,
-    /// `None`: the guest publishes nothing (no agent).
-    health: Option<Health>,
-    agent: AgentState,
-    version: Option<u64>,
-    updated: Option<u64>,
-    arrays: BTreeMap<String, ArrayJson>,
-    errors: Vec<String>,
-}
-
-fn read_guest(c: &mut Client, id: u32) -> Result<GuestStatus, Error> {
+fn read_guest_in(t: &mut Txn<'_>, id: u32, name: &str) -> Result<GuestStatus, Error> {
     let base = format!("/local/domain/{id}/{}", schema::DATA_DIR);
-    let mut g = GuestStatus {
-        domid: id,
-        name: domain_name(c, id),
-        health: None,
-        agent: AgentState::None,
-        version: None,
-        updated: None,
-        arrays: BTreeMap::new(),
-        errors: Vec::new(),
+    let mut g = GuestStatus::new(id, name.to_string());
+    let keys = match t.directory(&base) {
+        Ok(v) => v,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(e),
     };
-    let health = match c.try_read(&format!("{base}/{}", schema::KEY_HEALTH))? {
+    if keys.is_empty() {
+        return Ok(g);
+    }
+    let published = match t.try_read(&format!("{base}/{}", schema::KEY_HEALTH))? {
         None => {
-            // No health key: either no agent, or one that published nothing usable.
-            if c.try_read(&format!("{base}/{}", schema::KEY_VERSION))?
-                .is_none()
-            {
-                return Ok(g);
-            }
             g.errors.push("health missing".into());
             Health::Unknown
         }
@@ -311,8 +269,7 @@ fn read_guest(c: &mut Client, id: u32) -> Result<GuestStatus, Error> {
             Health::Unknown
         }),
     };
-    g.health = Some(health);
-    g.agent = if c
+    g.agent = if t
         .try_read(&format!("{base}/{}", schema::KEY_STOPPED))?
         .is_some()
     {
@@ -320,62 +277,67 @@ fn read_guest(c: &mut Client, id: u32) -> Result<GuestStatus, Error> {
     } else {
         AgentState::NotAsked
     };
-    if let Some(v) = c.try_read(&format!("{base}/{}", schema::KEY_VERSION))? {
-        match schema::parse_u64(&v) {
+    match t.try_read(&format!("{base}/{}", schema::KEY_VERSION))? {
+        None => g.errors.push("version missing".into()),
+        Some(v) => match schema::parse_u64(&v) {
             Ok(n) => g.version = Some(n),
             Err(e) => g.errors.push(format!("version: {e}")),
-        }
+        },
     }
-    if let Some(v) = c.try_read(&format!("{base}/{}", schema::KEY_UPDATED))? {
+    if let Some(v) = t.try_read(&format!("{base}/{}", schema::KEY_UPDATED))? {
         match schema::parse_u64(&v) {
             Ok(n) => g.updated = Some(n),
             Err(e) => g.errors.push(format!("updated: {e}")),
         }
     }
-    let names = match c.directory(&format!("{base}/{}", schema::KEY_ARRAYS)) {
+    let names = match t.directory(&format!("{base}/{}", schema::KEY_ARRAYS)) {
         Ok(v) => v,
         Err(e) if e.is_not_found() => Vec::new(),
         Err(e) => return Err(e),
     };
-    for n in names.iter().take(64) {
+    if names.len() > ARRAYS_MAX {
+        g.errors.push(format!(
+            "{} arrays published, the first {ARRAYS_MAX} read",
+            names.len()
+        ));
+    }
+    let mut arrays = BTreeMap::new();
+    for n in names.iter().take(ARRAYS_MAX) {
         if !schema::valid_name(n) {
             g.errors.push(format!(
                 "array name {:?}",
-                crate::text::printable_str(n, 32)
+                crate::text::printable(n.as_bytes(), 32)
             ));
             continue;
         }
-        // A key removed meanwhile is simply skipped.
-        if let Some(v) = c.try_read(&format!("{base}/{}/{n}", schema::KEY_ARRAYS))? {
+        if let Some(v) = t.try_read(&format!("{base}/{}/{n}", schema::KEY_ARRAYS))? {
             match ArrayJson::parse(&v) {
                 Ok(j) => {
-                    g.arrays.insert(n.clone(), j);
+                    arrays.insert(n.clone(), j);
                 }
                 Err(e) => g.errors.push(format!("{n}: {e}")),
             }
         }
     }
+    g.health = Some(judge(published, &arrays, &mut g.errors));
+    g.arrays = arrays;
     Ok(g)
 }
 
-/// Every guest's report; each agent that published is pinged (unless
+/// Every domain's report; each agent that published is pinged (unless
 /// `ping_timeout` is None) and one that does not answer in time is `silent`.
-fn status(c: &mut Client, json: bool, ping_timeout: Option<Duration>) -> Result<i32, HostError> {
+fn read_all(c: &mut Client, ping_timeout: Option<Duration>) -> Result<Vec<GuestStatus>, HostError> {
     let mut guests = Vec::new();
     for id in domids(c)? {
         match read_guest(c, id) {
             Ok(g) => guests.push(g),
             Err(e) if e.is_connection() => return Err(e.into()),
-            Err(e) => guests.push(GuestStatus {
-                domid: id,
-                name: domain_name(c, id),
-                health: Some(Health::Unknown),
-                agent: AgentState::None,
-                version: None,
-                updated: None,
-                arrays: BTreeMap::new(),
-                errors: vec![format!("unreachable: {e}")],
-            }),
+            Err(e) => {
+                let mut g = GuestStatus::new(id, domain_name(c, id));
+                g.health = Some(Health::Unknown);
+                g.errors.push(format!("unreachable: {e}"));
+                guests.push(g);
+            }
         }
     }
     // each agent that published must answer now, or what it said is stale
@@ -399,85 +361,264 @@ fn status(c: &mut Client, json: bool, ping_timeout: Option<Duration>) -> Result<
             }
         }
     }
-    let reporting: Vec<&GuestStatus> = guests.iter().filter(|g| g.health.is_some()).collect();
-    let worst = reporting.iter().filter_map(|g| g.health).max();
-    // a guest whose agent is silent or stopped counts as UNKNOWN, whatever it
-    // last said; no guest reporting at all is UNKNOWN too
-    let code = if reporting.is_empty() {
-        EXIT_UNKNOWN
-    } else {
-        worst_code(reporting.iter().map(|g| match g.agent {
-            AgentState::Silent | AgentState::Stopped => CheckCode::Unknown,
-            _ => g.health.unwrap_or(Health::Unknown).check_code(),
-        })) as i32
-    };
-    let mut out = std::io::stdout().lock();
-    if json {
-        #[derive(Serialize)]
-        struct Report<'a> {
-            /// The shape's version (as `status --json`'s).
-            version: u32,
-            worst: Option<Health>,
-            exit_code: i32,
-            guests: &'a [GuestStatus],
+    Ok(guests)
+}
+
+/// dom0's backends of guest `domid` (both kinds, by kind and devid); what
+/// does not parse goes to `problems`.
+pub(super) fn read_backends(
+    c: &mut Client,
+    domid: u32,
+    problems: &mut Vec<String>,
+) -> Result<Vec<Backend>, Error> {
+    let mut out = Vec::new();
+    for kind in BackendKind::ALL {
+        let dir = kind.dir(domid);
+        let ids = match c.directory(&dir) {
+            Ok(v) => v,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        if ids.len() > storage::BACKENDS_MAX {
+            problems.push(format!(
+                "{dir}: {} backends, the first {} read",
+                ids.len(),
+                storage::BACKENDS_MAX
+            ));
         }
-        let r = Report {
-            version: HOST_JSON_VERSION,
-            worst,
-            exit_code: code,
-            guests: &guests,
-        };
-        let _ = writeln!(out, "{}", serde_json::to_string(&r).expect("serializable"));
-        return Ok(code);
+        for id in ids.iter().take(storage::BACKENDS_MAX) {
+            let key = |k: &str| format!("{dir}/{id}/{k}");
+            let raw = RawBackend {
+                dev: c.try_read(&key(storage::KEY_DEV))?,
+                params: c.try_read(&key(storage::KEY_PARAMS))?,
+                type_: c.try_read(&key(storage::KEY_TYPE))?,
+                state: c.try_read(&key(storage::KEY_STATE))?,
+                frontend_id: c.try_read(&key(storage::KEY_FRONTEND_ID))?,
+            };
+            if raw.dev.is_none() && raw.params.is_none() && raw.state.is_none() {
+                continue; // removed meanwhile (or still being written)
+            }
+            match Backend::parse(kind, domid, id, &raw) {
+                Ok(b) => out.push(b),
+                Err(e) => problems.push(format!("{dir}/{id}: {e}")),
+            }
+        }
     }
-    let now = unix_now();
-    for g in &guests {
-        // what a silent or stopped agent last said is not its guest's health now
-        let health = match g.agent {
-            AgentState::Silent => "silent",
-            AgentState::Stopped => "stopped",
-            _ => g.health.map_or("-", Health::as_str),
+    out.sort_by_key(|b| (b.kind, b.devid));
+    Ok(out)
+}
+
+/// `host status`: one line per guest, or the storage view (`by_storage`:
+/// every storage; `only`: the storages a pattern matches, as one, and the
+/// exit code that storage's).
+fn status(
+    c: &mut Client,
+    json: bool,
+    ping_timeout: Option<Duration>,
+    by_storage: bool,
+    only: Option<&StoragePattern>,
+) -> Result<i32, HostError> {
+    let guests = read_all(c, ping_timeout)?;
+    let mut code = guest::host_code(guests.iter().map(GuestStatus::verdict));
+    let mut problems = Vec::new();
+    let mut backends: Vec<Vec<Backend>> = Vec::new();
+    let mut legs: Vec<Vec<Leg>> = Vec::new();
+    if by_storage {
+        for g in &guests {
+            let b = read_backends(c, g.domid, &mut problems)?;
+            legs.push(storage::legs(&g.arrays, &b));
+            backends.push(b);
+        }
+    }
+    let grouping =
+        by_storage.then(|| storage::group(&GuestStorage::of_all(&guests, &backends, &legs), only));
+    if let (Some(pat), Some(g)) = (only, &grouping) {
+        let Some(group) = g.groups.first() else {
+            return Err(HostError::Usage(format!(
+                "no guest has a dom0 backend on storage {}",
+                crate::text::printable(pat.as_str().as_bytes(), 200)
+            )));
         };
-        let updated = match g.updated {
-            Some(t) if t <= now => format!("{}s ago", now - t),
-            Some(t) => format!("t={t}"),
-            None => "-".into(),
-        };
-        let arrays: Vec<String> = g
-            .arrays
+        code = group
+            .worst()
+            .and_then(guest::Verdict::code)
+            .unwrap_or(CheckCode::Unknown);
+    }
+    if json {
+        let views: Vec<GuestView> = guests
             .iter()
-            .map(|(n, a)| {
-                let mut s = format!("{n}:{}({}/{})", a.health, a.in_sync, a.disks);
-                if let Some((act, pct)) = &a.sync {
-                    s.push_str(&format!(
-                        " {} {pct:.1}%",
-                        crate::text::printable_str(act, 16)
-                    ));
-                }
-                s
+            .enumerate()
+            .map(|(i, g)| GuestView {
+                status: g,
+                storage: by_storage.then(|| (&backends[i][..], &legs[i][..])),
             })
             .collect();
-        let mut line = format!(
-            "{:<5} {:<20} {:<10} {:<12} {}",
-            g.domid,
-            crate::text::printable_str(&g.name, 20),
-            health,
-            updated,
-            if g.health.is_none() {
-                "(no mdguard data)".to_string()
-            } else {
-                arrays.join(", ")
-            }
+        println!(
+            "{}",
+            render::status_json(&views, code, grouping.as_ref().map(|g| (g, &problems[..])))
         );
-        for e in &g.errors {
-            line.push_str(&format!(" [{}]", crate::text::printable_str(e, 80)));
+    } else if let Some(g) = &grouping {
+        print!(
+            "{}",
+            render::storage_text(&guests, g, &problems, only.is_none())
+        );
+    } else {
+        print!("{}", render::guest_lines(&guests, unix_now()));
+    }
+    Ok(code as i32)
+}
+
+// ---------------------------------------------------------------- metrics
+
+/// `host metrics`: every guest's series ([`crate::report::metrics::host`]) on
+/// stdout or to a textfile. When xenstore cannot be read it still says so, as
+/// `mdguard_xenstore_up 0` alone (a textfile left as it was would go on
+/// telling the last state as the present), and exits 3.
+fn metrics(ping: Option<Duration>, textfile: Option<&std::path::Path>) -> i32 {
+    use crate::report::metrics::{exposition::Families, host as series, write_textfile};
+    let read = Client::open().map_err(HostError::from).and_then(|mut c| {
+        let guests = read_all(&mut c, ping)?;
+        let admission = read_grants(&mut c, &guests)?;
+        Ok((guests, admission))
+    });
+    let (text, code) = match read {
+        Ok((guests, admission)) => (series::host_metrics(&guests, &admission).render(), 0),
+        Err(e) => {
+            let why = match e {
+                HostError::Usage(m) => m,
+                HostError::Xs(e) => e.to_string(),
+            };
+            eprintln!("mdguard host: {why}");
+            let mut f = Families::new();
+            series::xenstore_up(&mut f, false);
+            (f.render(), EXIT_UNKNOWN)
         }
-        let _ = writeln!(out, "{}", line.trim_end());
+    };
+    match textfile {
+        None => {
+            print!("{text}");
+            code
+        }
+        Some(p) => match write_textfile(p, &text) {
+            Ok(()) => code,
+            Err(e) => {
+                eprintln!("mdguard host: cannot write {}: {e}", p.display());
+                EXIT_UNKNOWN
+            }
+        },
     }
-    if reporting.is_empty() {
-        let _ = writeln!(out, "no guest publishes mdguard data");
+}
+
+/// Resync admission as xenstore holds it, for every guest that publishes:
+/// dom0's answer to its standing request and the budget written for it
+/// (each guest in one transaction). A value that does not parse counts as
+/// none: the planner ignores it too.
+fn read_grants(c: &mut Client, guests: &[GuestStatus]) -> Result<grants::Admission, Error> {
+    use crate::report::admission::{Answer, Request, CTL_GRANT, KEY_REQUEST};
+    let mut out = grants::Admission::default();
+    for g in guests.iter().filter(|g| g.health.is_some()) {
+        let home = format!("/local/domain/{}", g.domid);
+        let ctl = |k: &str| format!("{home}/{}/{k}", schema::CONTROL_DIR);
+        let (answer, request, budget) = match c.transaction(|t| {
+            Ok((
+                t.try_read(&ctl(CTL_GRANT))?,
+                t.try_read(&format!("{home}/{}/{KEY_REQUEST}", schema::DATA_DIR))?,
+                t.try_read(&ctl(schema::CTL_BUDGET))?,
+            ))
+        }) {
+            Ok(v) => v,
+            Err(e) if e.is_connection() => return Err(e),
+            Err(_) => continue, // gone meanwhile: no admission to show
+        };
+        let answer = answer.and_then(|v| Answer::parse(&v).ok());
+        let request = request.and_then(|v| Request::parse(&v).ok());
+        out.guests.insert(
+            g.domid,
+            grants::GuestGrant {
+                grant: grants::Grant::of(answer.as_ref(), request.as_ref()),
+                budget_kbps: budget
+                    .and_then(|v| schema::parse_budget_kbps(&v).ok())
+                    .flatten(),
+            },
+        );
     }
-    Ok(code)
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- probe
+
+/// Write a new probe token to each target: every guest, one domain, or every
+/// guest with a dom0 backend on the storage (what dom0 holds, not what the
+/// guest says).
+fn probe(c: &mut Client, target: &Target) -> Result<i32, HostError> {
+    let doms: Vec<(u32, String, Option<String>)> = match target {
+        Target::All | Target::Domain(_) => {
+            let sel = match target {
+                Target::Domain(d) => Some(d.as_str()),
+                _ => None,
+            };
+            targets(c, sel)?
+                .into_iter()
+                .map(|(id, name)| (id, name, None))
+                .collect()
+        }
+        Target::Storage(pat) => on_storage(c, pat)?
+            .into_iter()
+            .map(|(id, name, why)| (id, name, Some(why)))
+            .collect(),
+    };
+    let token = new_token();
+    for (id, name, why) in &doms {
+        write_control(c, *id, schema::CTL_PROBE, token.as_bytes())?;
+        let mut line = format!(
+            "{id} {} probe={token}",
+            crate::text::printable_str(name, 40)
+        );
+        if let Some(w) = why {
+            line.push_str(&format!(" ({w})"));
+        }
+        println!("{line}");
+    }
+    Ok(0)
+}
+
+/// Every guest with a dom0 backend whose storage matches: domid, name, and
+/// which of its devices on which storage.
+fn on_storage(
+    c: &mut Client,
+    pat: &StoragePattern,
+) -> Result<Vec<(u32, String, String)>, HostError> {
+    let mut problems = Vec::new();
+    let mut out = Vec::new();
+    for (id, name) in targets(c, None)? {
+        let hits: Vec<String> = read_backends(c, id, &mut problems)?
+            .iter()
+            .filter_map(|b| {
+                let s = b.storage.as_ref().filter(|s| pat.matches(s))?;
+                Some(format!(
+                    "{} on {}",
+                    b.dev,
+                    crate::text::printable(s.as_str().as_bytes(), 200)
+                ))
+            })
+            .collect();
+        if !hits.is_empty() {
+            out.push((id, name, hits.join(", ")));
+        }
+    }
+    for p in &problems {
+        eprintln!(
+            "mdguard host: warning: {}",
+            crate::text::printable(p.as_bytes(), 200)
+        );
+    }
+    if out.is_empty() {
+        return Err(HostError::Usage(format!(
+            "no guest has a dom0 backend on storage {}",
+            crate::text::printable(pat.as_str().as_bytes(), 200)
+        )));
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------- ping

@@ -1,10 +1,16 @@
 //! Publishing to xenstore: what to write now ([`Publisher::plan`], pure) and
-//! carrying it out ([`Publisher::publish`], one transaction).
+//! carrying it out ([`Publisher::publish`], one transaction). What was written
+//! can be lost behind the publisher's back (the guest was restored or migrated
+//! and its `data/` is new and empty, or dom0 removed the keys): the agent reads
+//! back the keys a watch event names ([`Publisher::written_under`]) and
+//! [`Publisher::confirm`] forgets those that are not as written, so the next
+//! plan writes them again.
 
 use super::schema::{
     valid_name, ArrayJson, ArraySummary, Health, DATA_DIR, KEY_ARRAYS, KEY_HEALTH, KEY_PONG,
     KEY_UPDATED, KEY_VERSION, SCHEMA_VERSION,
 };
+use crate::xenstore::wire::is_child;
 use crate::xenstore::{Client, Result as XsResult, Txn};
 use std::collections::BTreeMap;
 
@@ -48,7 +54,6 @@ pub struct Publisher {
     written: BTreeMap<String, Vec<u8>>,
     /// Unix time each array key was last written.
     written_at: BTreeMap<String, u64>,
-    version_written: bool,
 }
 
 impl Publisher {
@@ -57,7 +62,6 @@ impl Publisher {
             cfg,
             written: BTreeMap::new(),
             written_at: BTreeMap::new(),
-            version_written: false,
         }
     }
 
@@ -70,7 +74,31 @@ impl Publisher {
     pub fn reset(&mut self) {
         self.written.clear();
         self.written_at.clear();
-        self.version_written = false;
+    }
+
+    /// The keys this publisher wrote that a watch event on `event_path` may
+    /// have changed: those at or below it (xenstore's child relation). An
+    /// event on `data/mdguard` itself (the watch set up again after the guest
+    /// resumed, or the directory removed) names them all.
+    pub fn written_under(&self, event_path: &str) -> Vec<String> {
+        self.written
+            .keys()
+            .filter(|k| is_child(k, event_path))
+            .cloned()
+            .collect()
+    }
+
+    /// `key` read back (`None`: absent). When it is not what was written, it
+    /// is forgotten, so the next plan writes it again; true then.
+    pub fn confirm(&mut self, key: &str, found: Option<&[u8]>) -> bool {
+        match self.written.get(key) {
+            Some(v) if Some(v.as_slice()) != found => {
+                self.written.remove(key);
+                self.written_at.remove(key);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// What must be written for `arrays` at `now`. Arrays with invalid names
@@ -78,7 +106,7 @@ impl Publisher {
     pub fn plan(&self, arrays: &[ArraySummary], now: u64) -> Plan {
         let mut plan = Plan::default();
         let mut changed = false;
-        if !self.version_written {
+        if !self.written.contains_key(&self.key(KEY_VERSION)) {
             plan.ops.push(Op::Write {
                 path: self.key(KEY_VERSION),
                 value: SCHEMA_VERSION.to_string().into_bytes(),
@@ -134,7 +162,9 @@ impl Publisher {
             });
             changed = true;
         }
-        if changed {
+        // `updated` goes with every change, and is written again if it alone
+        // was lost
+        if changed || !self.written.contains_key(&self.key(KEY_UPDATED)) {
             plan.ops.push(Op::Write {
                 path: self.key(KEY_UPDATED),
                 value: now.to_string().into_bytes(),
@@ -148,9 +178,6 @@ impl Publisher {
         for op in ops {
             match op {
                 Op::Write { path, value } => {
-                    if *path == self.key(KEY_VERSION) {
-                        self.version_written = true;
-                    }
                     self.written.insert(path.clone(), value.clone());
                     self.written_at.insert(path.clone(), now);
                 }
@@ -338,6 +365,73 @@ mod tests {
         p.reset();
         let plan = p.plan(&[array("md0", Health::Ok, None)], 3);
         assert_eq!(plan.ops.len(), 4, "{plan:?}");
+    }
+
+    /// What the agent does when its watch on `data/mdguard` fires: read back
+    /// what the event may have touched, forget what is not as written, plan.
+    fn lose_and_confirm(p: &mut Publisher, event: &str, store: &BTreeMap<String, Vec<u8>>) {
+        for k in p.written_under(event) {
+            p.confirm(&k, store.get(&k).map(Vec::as_slice));
+        }
+    }
+
+    #[test]
+    fn keys_lost_behind_its_back_are_written_again() {
+        let mut p = Publisher::default();
+        let arrays = vec![
+            array("md0", Health::Ok, None),
+            array("md1", Health::Degraded, None),
+        ];
+        let plan = p.plan(&arrays, 10);
+        p.mark_written(&plan.ops, 10);
+        let mut store: BTreeMap<String, Vec<u8>> = plan
+            .ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Write { path, value } => Some((path.clone(), value.clone())),
+                Op::Rm { .. } => None,
+            })
+            .collect();
+        // its own writes come back as events: read back, all as written
+        for k in store.keys() {
+            lose_and_confirm(&mut p, k, &store);
+        }
+        assert!(p.plan(&arrays, 11).ops.is_empty());
+        // an event on a key it did not write touches nothing
+        assert!(p.written_under("data/mdguard/pong").is_empty());
+        // dom0 removes one array: only it (and `updated`) are written again
+        store.remove("data/mdguard/arrays/md1");
+        lose_and_confirm(&mut p, "data/mdguard/arrays/md1", &store);
+        assert_eq!(
+            paths(&p.plan(&arrays, 12)),
+            vec!["data/mdguard/arrays/md1", "data/mdguard/updated"]
+        );
+        p.mark_written(&p.plan(&arrays, 12).ops, 12);
+        // dom0 overwrites the health with a lie: the truth goes back
+        store.insert("data/mdguard/health".into(), b"ok".to_vec());
+        lose_and_confirm(&mut p, "data/mdguard/health", &store);
+        let plan = p.plan(&arrays, 13);
+        assert_eq!(value(&plan, "data/mdguard/health"), Some(&b"degraded"[..]));
+        p.mark_written(&plan.ops, 13);
+        // only `updated` lost: it alone is written again
+        store.remove("data/mdguard/updated");
+        lose_and_confirm(&mut p, "data/mdguard/updated", &store);
+        assert_eq!(paths(&p.plan(&arrays, 14)), vec!["data/mdguard/updated"]);
+        // the guest resumed with a new, empty data/: the watch fires on the
+        // directory itself and everything is written again, version first
+        store.clear();
+        lose_and_confirm(&mut p, "data/mdguard", &store);
+        let plan = p.plan(&arrays, 15);
+        assert_eq!(
+            paths(&plan),
+            vec![
+                "data/mdguard/version",
+                "data/mdguard/arrays/md0",
+                "data/mdguard/arrays/md1",
+                "data/mdguard/health",
+                "data/mdguard/updated"
+            ]
+        );
     }
 
     #[test]

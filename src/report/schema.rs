@@ -23,7 +23,9 @@
 //!   empty or `0`: none ([`parse_budget_kbps`]);
 //! - `ping`: a token `[A-Za-z0-9._:-]{1,64}` ([`parse_token`]) echoed to
 //!   `data/mdguard/pong`;
-//! - `probe`: a token; each new one means "storage is back, probe failed legs now".
+//! - `probe`: a token; each new one means "storage is back, probe failed legs now";
+//! - `coordinator`, `grant`: resync admission with `mdguard host run`; the
+//!   guest's side of it is `data/mdguard/request` ([`super::admission`]).
 //!
 //! Array JSON example (`data/mdguard/arrays/md0`):
 //! `{"health":"recovering","level":"raid1","disks":2,"in_sync":1,"members":[["xvdb","in_sync"],["xvdc","spare"]],"sync":["recover",42.5]}`
@@ -34,6 +36,7 @@
 //! ([`Health::check_code`]): ok 0, recovering 1, degraded/failed 2, unknown or
 //! unreachable 3.
 
+use super::admission::{Answer, CTL_COORDINATOR, CTL_GRANT};
 use crate::text::{printable, printable_str, strip_controls};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -52,6 +55,9 @@ pub const KEY_STOPPED: &str = "stopped";
 pub const CTL_BUDGET: &str = "budget_kbps";
 pub const CTL_PING: &str = "ping";
 pub const CTL_PROBE: &str = "probe";
+/// Every key dom0 writes under `control/mdguard/` that the agent reads (the
+/// admission keys, `coordinator` and `grant`, are [`super::admission`]'s).
+pub const CONTROL_KEYS: [&str; 5] = [CTL_BUDGET, CTL_PING, CTL_PROBE, CTL_COORDINATOR, CTL_GRANT];
 
 /// Hard cap on one array's JSON.
 pub const ARRAY_JSON_MAX: usize = 1023;
@@ -184,6 +190,10 @@ pub enum ControlEvent {
     Ping(String),
     /// Probe faulty legs now.
     Probe(String),
+    /// dom0's coordinator appeared (its token) or went away (`None`).
+    Coordinator(Option<String>),
+    /// dom0 answered a resync request.
+    Answer(Answer),
 }
 
 /// Which control key a watch event path names, if any. Accepts relative
@@ -191,9 +201,7 @@ pub enum ControlEvent {
 /// event paths.
 pub fn control_key(event_path: &str) -> Option<&'static str> {
     let rest = event_path.rsplit_once("control/mdguard/")?.1;
-    [CTL_BUDGET, CTL_PING, CTL_PROBE]
-        .into_iter()
-        .find(|k| *k == rest)
+    CONTROL_KEYS.into_iter().find(|k| *k == rest)
 }
 
 /// Remembers the last control values seen and turns raw reads into events.
@@ -202,6 +210,8 @@ pub struct ControlState {
     budget: Option<Option<u64>>,
     ping: Option<String>,
     probe: Option<String>,
+    coordinator: Option<Option<String>>,
+    answer: Option<Answer>,
 }
 
 impl ControlState {
@@ -242,6 +252,25 @@ impl ControlState {
                     ControlEvent::Probe(t)
                 }))
             }
+            CTL_COORDINATOR => {
+                let c = raw.map(parse_token).transpose()?;
+                if self.coordinator.as_ref() == Some(&c) {
+                    return Ok(None);
+                }
+                // a first look that finds none is no news
+                let first = self.coordinator.is_none();
+                self.coordinator = Some(c.clone());
+                Ok((!first || c.is_some()).then_some(ControlEvent::Coordinator(c)))
+            }
+            CTL_GRANT => {
+                let Some(v) = raw else { return Ok(None) };
+                let a = Answer::parse(v)?;
+                if self.answer.as_ref() == Some(&a) {
+                    return Ok(None);
+                }
+                self.answer = Some(a.clone());
+                Ok(Some(ControlEvent::Answer(a)))
+            }
             _ => Err(ParseError::BadValue(format!(
                 "unknown control key {}",
                 printable_str(key, 32)
@@ -281,6 +310,8 @@ pub struct ArraySummary {
     pub sync: Option<(String, f32)>,
     pub flapping: bool,
     pub stalled: bool,
+    /// Legs mdguard will not add: (device, reason code).
+    pub refused: Vec<(String, String)>,
 }
 
 /// The JSON stored in `data/mdguard/arrays/<mdX>`; also what dom0 parses back.
@@ -298,6 +329,10 @@ pub struct ArrayJson {
     pub flags: Vec<String>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub more_members: u32,
+    /// Legs the agent will not add, each with its reason's code
+    /// (`older-history`, `split-brain`, ...): an admin decides.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<(String, String)>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -334,6 +369,11 @@ impl ArrayJson {
             }),
             flags,
             more_members: 0,
+            refused: a
+                .refused
+                .iter()
+                .map(|(d, c)| (strip_controls(d, NAME_MAX), strip_controls(c, 32)))
+                .collect(),
         }
     }
 
@@ -342,11 +382,14 @@ impl ArrayJson {
         let mut j = self.clone();
         loop {
             let v = serde_json::to_vec(&j).expect("plain data serializes");
-            if v.len() <= ARRAY_JSON_MAX || j.members.is_empty() {
+            if v.len() <= ARRAY_JSON_MAX {
                 return v;
             }
-            j.members.pop();
-            j.more_members += 1;
+            if j.members.pop().is_some() {
+                j.more_members += 1;
+            } else if j.refused.pop().is_none() {
+                return v;
+            }
         }
     }
 
@@ -392,6 +435,7 @@ pub(crate) mod tests {
             sync: sync.map(|p| ("recover".into(), p)),
             flapping: false,
             stalled: false,
+            refused: vec![],
         }
     }
 
@@ -432,6 +476,20 @@ pub(crate) mod tests {
         let back = ArrayJson::parse(&b).unwrap();
         assert_eq!(back.members.len() as u32 + back.more_members, 100);
         assert_eq!(back.flags, vec!["flapping"]);
+        // a refused leg and its reason ride along, kept after every member
+        let mut refused = array("md0", Health::Degraded, None);
+        refused.refused = vec![("xvdc".into(), "older-history".into())];
+        let s = String::from_utf8(ArrayJson::from_summary(&refused).to_bytes()).unwrap();
+        assert!(
+            s.ends_with(r#","refused":[["xvdc","older-history"]]}"#),
+            "{s}"
+        );
+        big.refused = vec![("xvdc".into(), "split-brain".into())];
+        let back = ArrayJson::parse(&ArrayJson::from_summary(&big).to_bytes()).unwrap();
+        assert_eq!(
+            back.refused,
+            vec![("xvdc".to_string(), "split-brain".to_string())]
+        );
         // NaN / out of range progress cannot poison the JSON.
         let j = ArrayJson::from_summary(&array("md0", Health::Recovering, Some(f32::NAN)));
         assert_eq!(j.sync.unwrap().1, 0.0);
@@ -471,6 +529,50 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_coordinator_and_its_answers_are_news_only_when_they_change() {
+        let mut s = ControlState::default();
+        // no coordinator at the first look: nothing to say
+        assert_eq!(s.update(CTL_COORDINATOR, None), Ok(None));
+        assert_eq!(
+            s.update(CTL_COORDINATOR, Some(b"c1")),
+            Ok(Some(ControlEvent::Coordinator(Some("c1".into()))))
+        );
+        assert_eq!(s.update(CTL_COORDINATOR, Some(b"c1")), Ok(None));
+        assert_eq!(
+            s.update(CTL_COORDINATOR, None),
+            Ok(Some(ControlEvent::Coordinator(None)))
+        );
+        assert!(s.update(CTL_COORDINATOR, Some(b"c 1")).is_err());
+        assert_eq!(
+            s.update(CTL_GRANT, Some(b"queued t 1")),
+            Ok(Some(ControlEvent::Answer(Answer::Queued {
+                token: "t".into(),
+                seq: 1
+            })))
+        );
+        assert_eq!(s.update(CTL_GRANT, Some(b"queued t 1")), Ok(None));
+        // each refresh of a queued answer is news: the coordinator lives
+        assert!(matches!(
+            s.update(CTL_GRANT, Some(b"queued t 2")),
+            Ok(Some(ControlEvent::Answer(Answer::Queued { seq: 2, .. })))
+        ));
+        assert_eq!(
+            s.update(CTL_GRANT, Some(b"t")),
+            Ok(Some(ControlEvent::Answer(Answer::Granted {
+                token: "t".into()
+            })))
+        );
+        assert_eq!(s.update(CTL_GRANT, None), Ok(None));
+        assert!(s.update(CTL_GRANT, Some(b"granted t")).is_err());
+        // a first look that finds one is news
+        let mut s = ControlState::default();
+        assert_eq!(
+            s.update(CTL_COORDINATOR, Some(b"c1")),
+            Ok(Some(ControlEvent::Coordinator(Some("c1".into()))))
+        );
+    }
+
+    #[test]
     fn control_state_reports_changes_only() {
         let mut s = ControlState::default();
         assert_eq!(
@@ -507,7 +609,90 @@ pub(crate) mod tests {
             control_key("/local/domain/5/control/mdguard/budget_kbps"),
             Some(CTL_BUDGET)
         );
+        assert_eq!(control_key("control/mdguard/grant"), Some(CTL_GRANT));
         assert_eq!(control_key("control/mdguard"), None);
         assert_eq!(control_key("control/mdguard/ping/x"), None);
+    }
+
+    /// The `.TP` tags of a man page section (`.SH`/`.SS` whose title starts
+    /// with `title`), as plain text.
+    fn tags(page: &str, title: &str) -> Vec<String> {
+        let lines: Vec<&str> = page.lines().collect();
+        let mut inside = false;
+        let mut out = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            if let Some(h) = l.strip_prefix(".SH ").or_else(|| l.strip_prefix(".SS ")) {
+                inside = h.trim_matches('"').replace("\\-", "-").starts_with(title);
+            } else if inside && *l == ".TP" {
+                let tag = lines[i + 1].split_once(' ').map_or("", |t| t.1);
+                out.push(tag.replace(['"', ' '], "").replace("\\-", "-"));
+            }
+        }
+        out
+    }
+
+    /// mdguard-xenstore(7) names every key and JSON field of this schema, and
+    /// nothing else: a key added here and not described there fails.
+    #[test]
+    fn the_manual_describes_every_key_and_field() {
+        let page = include_str!("../../packaging/man/mdguard-xenstore.7");
+        assert!(
+            page.contains(&format!("schema version {SCHEMA_VERSION}")),
+            "mdguard-xenstore(7) does not name schema version {SCHEMA_VERSION}"
+        );
+        let mut guest: Vec<String> = [
+            KEY_VERSION,
+            KEY_HEALTH,
+            KEY_UPDATED,
+            KEY_PONG,
+            KEY_STOPPED,
+            crate::report::admission::KEY_REQUEST,
+        ]
+        .iter()
+        .map(|k| format!("{DATA_DIR}/{k}"))
+        .collect();
+        guest.push(format!("{DATA_DIR}/{KEY_ARRAYS}/<mdX>"));
+        let dom0: Vec<String> = CONTROL_KEYS
+            .iter()
+            .map(|k| format!("{CONTROL_DIR}/{k}"))
+            .collect();
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        assert_eq!(
+            sorted(tags(page, &format!("WRITTEN BY THE GUEST: {DATA_DIR}/"))),
+            sorted(guest)
+        );
+        assert_eq!(
+            sorted(tags(page, &format!("WRITTEN BY DOM0: {CONTROL_DIR}/"))),
+            sorted(dom0)
+        );
+        // every field, the optional ones set
+        let full = ArrayJson {
+            health: Health::Degraded,
+            level: "raid1".into(),
+            disks: 2,
+            in_sync: 1,
+            members: vec![("xvdb".into(), "in_sync".into())],
+            sync: Some(("recover".into(), 1.0)),
+            flags: vec!["flapping".into()],
+            more_members: 1,
+            refused: vec![("xvdc".into(), "older-history".into())],
+        };
+        let json = serde_json::to_value(&full).unwrap();
+        let fields: Vec<String> = json.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(sorted(tags(page, "The array JSON")), sorted(fields));
+        // the health words, best to worst, as the page lists them
+        let words: Vec<&str> = Health::ALL.iter().map(|h| h.as_str()).collect();
+        let listed = format!(
+            ".BR {} \" or \" {} ,",
+            words[..4].join(" \", \" "),
+            words[4]
+        );
+        assert!(
+            page.contains(&listed),
+            "mdguard-xenstore(7) lacks `{listed}`"
+        );
     }
 }

@@ -197,6 +197,17 @@ impl CheckCode {
             CheckCode::Unknown => "UNKNOWN",
         }
     }
+
+    /// Severity for "worst first": CRITICAL > UNKNOWN > WARNING > OK (the usual
+    /// plugin precedence; the exit codes themselves do not sort that way).
+    pub fn rank(self) -> u8 {
+        match self {
+            CheckCode::Ok => 0,
+            CheckCode::Warning => 1,
+            CheckCode::Unknown => 2,
+            CheckCode::Critical => 3,
+        }
+    }
 }
 
 impl Health {
@@ -216,17 +227,8 @@ impl Health {
 pub fn worst_code(codes: impl IntoIterator<Item = CheckCode>) -> CheckCode {
     codes
         .into_iter()
-        .max_by_key(|c| check_code_rank(*c))
+        .max_by_key(|c| c.rank())
         .unwrap_or(CheckCode::Ok)
-}
-
-fn check_code_rank(c: CheckCode) -> u8 {
-    match c {
-        CheckCode::Ok => 0,
-        CheckCode::Warning => 1,
-        CheckCode::Unknown => 2,
-        CheckCode::Critical => 3,
-    }
 }
 
 /// One line and the exit code for `mdguard check`.
@@ -235,7 +237,7 @@ pub fn check_line(s: &Snapshot) -> (CheckCode, String) {
     let mut parts: Vec<String> = Vec::new();
     // The arrays that need attention first, with why.
     let mut bad: Vec<_> = s.arrays.iter().filter(|a| a.health != Health::Ok).collect();
-    bad.sort_by_key(|a| std::cmp::Reverse(check_code_rank(a.health.check_code())));
+    bad.sort_by_key(|a| std::cmp::Reverse(a.health.check_code().rank()));
     for a in bad {
         parts.push(format!("{} {} ({})", a.name, a.health, a.reason));
     }

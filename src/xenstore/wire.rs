@@ -289,6 +289,20 @@ pub fn check_path(path: &str) -> Result<(), WireError> {
     Ok(())
 }
 
+/// xenstore.txt's "child" relation: `child` is `parent` itself, or lies below
+/// it (`parent/` is a prefix of it), or `parent` is `/`. A watch on `parent`
+/// fires for every event path that is its child, and an event names the path
+/// that changed (or the watched path itself when an ancestor was removed, and
+/// once when the watch is set up): so the nodes an event may have touched are
+/// the watched nodes that are children of its path.
+pub fn is_child(child: &str, parent: &str) -> bool {
+    parent == "/"
+        || child == parent
+        || child
+            .strip_prefix(parent)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 fn push_str0(v: &mut Vec<u8>, s: &str) {
     v.extend_from_slice(s.as_bytes());
     v.push(0);
@@ -611,6 +625,16 @@ pub fn parse_error(payload: &[u8]) -> XsErrno {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn child_relation_is_xenstores() {
+        assert!(is_child("data/mdguard", "data/mdguard"));
+        assert!(is_child("data/mdguard/arrays/md0", "data/mdguard"));
+        assert!(is_child("/local/domain/7", "/"));
+        assert!(!is_child("data/mdguardx", "data/mdguard"));
+        assert!(!is_child("data", "data/mdguard"));
+        assert!(!is_child("data/mdguard", "data/mdguard/health"));
+    }
 
     #[test]
     fn header_is_four_le_u32() {

@@ -22,3 +22,44 @@ pub fn copy_tree(src: &Path, dst: &Path) {
         }
     }
 }
+
+/// Fields of a 1.x superblock a test rewrites (offsets of `struct
+/// mdp_superblock_1` in the kernel's md_p.h), relative to the superblock.
+pub mod v1 {
+    pub const DEV_NUMBER: usize = 160;
+    pub const UTIME: usize = 192;
+    pub const EVENTS: usize = 200;
+    pub const SB_CSUM: usize = 216;
+    pub const MAX_DEV: usize = 220;
+    pub const DEV_ROLES: usize = 256;
+
+    pub fn put_u32(sb: &mut [u8], at: usize, v: u32) {
+        sb[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn put_u64(sb: &mut [u8], at: usize, v: u64) {
+        sb[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn get_u64(sb: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(sb[at..at + 8].try_into().unwrap())
+    }
+
+    /// Recompute `sb_csum` after an edit: the le32 words of the first
+    /// 256 + 2 * max_dev bytes with the checksum as zero, folded to 32 bits
+    /// (md.c `calc_sb_1_csum`).
+    pub fn reseal(sb: &mut [u8]) {
+        let max_dev = u32::from_le_bytes(sb[MAX_DEV..MAX_DEV + 4].try_into().unwrap()) as usize;
+        sb[SB_CSUM..SB_CSUM + 4].copy_from_slice(&[0; 4]);
+        let len = DEV_ROLES + 2 * max_dev;
+        let mut sum: u64 = sb[..len]
+            .chunks_exact(4)
+            .map(|w| u64::from(u32::from_le_bytes(w.try_into().unwrap())))
+            .sum();
+        if len % 4 == 2 {
+            sum += u64::from(u16::from_le_bytes([sb[len - 2], sb[len - 1]]));
+        }
+        let csum = ((sum & 0xffff_ffff) + (sum >> 32)) as u32;
+        sb[SB_CSUM..SB_CSUM + 4].copy_from_slice(&csum.to_le_bytes());
+    }
+}

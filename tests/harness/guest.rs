@@ -101,3 +101,31 @@ pub fn check_mismatches(g: &mut impl Guest, md: &str, timeout: Duration) -> u64 
         .parse()
         .unwrap()
 }
+
+/// Where md's data starts on a leg, in sectors (`mdadm --examine`'s Data Offset).
+pub fn data_offset(g: &mut impl Guest, dev: &str) -> u64 {
+    let out = g.sh(&format!("mdadm --examine /dev/{dev}"));
+    out.lines()
+        .filter_map(|l| l.split_once(" : "))
+        .find(|(k, _)| k.trim() == "Data Offset")
+        .and_then(|(_, v)| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no Data Offset in mdadm --examine /dev/{dev}:\n{out}"))
+}
+
+/// sha256 of what a leg holds of the array's `mib` MiB from `seek_mib` on, read
+/// below md from the leg's block device with O_DIRECT (whole-MiB offsets: md's
+/// data offsets are).
+pub fn leg_sha(g: &mut impl Guest, dev: &str, seek_mib: u32, mib: u32) -> String {
+    let off = data_offset(g, dev);
+    assert_eq!(
+        off % 2048,
+        0,
+        "{dev}: data offset {off} sectors is not whole MiB"
+    );
+    g.sh(&format!(
+        "dd if=/dev/{dev} bs=1M skip={} count={mib} iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1",
+        off / 2048 + seek_mib as u64
+    ))
+    .trim()
+    .to_string()
+}

@@ -9,6 +9,8 @@
 
 pub mod agree;
 pub mod guest;
+pub mod iscsi;
+pub mod iscsi_lab;
 pub mod proc;
 pub mod storage;
 pub mod vm;
@@ -118,72 +120,104 @@ pub fn sha256_file(p: &Path) -> String {
         .to_string()
 }
 
+/// Which initramfs a guest boots: the one every VM test uses, or that one with
+/// the iSCSI initiator added (tests/vm_iscsi.rs; 12 MB more, mostly open-iscsi's
+/// libraries, so the other tests do not carry it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Base,
+    Iscsi,
+}
+
 /// Find the VM assets, failing loudly when provisioning has not been done,
 /// and (re)build the initramfs when the mdguard binary under test or the
 /// guest scripts are newer than it.
 pub fn assets() -> &'static Assets {
-    static ASSETS: OnceLock<Assets> = OnceLock::new();
-    ASSETS.get_or_init(|| {
-        let cache = std::env::var_os("MDGUARD_VM_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo().join("tests/vm/.cache"));
-        let vmlinux = cache.join("kernel/vmlinux");
-        let kver = std::fs::read_to_string(cache.join("kernel.version")).unwrap_or_default();
-        if !vmlinux.is_file() || kver.trim().is_empty() {
-            panic!(
-                "VM test assets missing: no kernel in {cache:?}. \
-                 Run tests/vm/provision.sh (or tests/vm/run.sh) first."
-            );
+    assets_for(Flavor::Base)
+}
+
+/// [`assets`] of a flavour.
+pub fn assets_for(flavor: Flavor) -> &'static Assets {
+    static BASE: OnceLock<Assets> = OnceLock::new();
+    static ISCSI: OnceLock<Assets> = OnceLock::new();
+    let cell = match flavor {
+        Flavor::Base => &BASE,
+        Flavor::Iscsi => &ISCSI,
+    };
+    cell.get_or_init(|| find_assets(flavor))
+}
+
+fn find_assets(flavor: Flavor) -> Assets {
+    let cache = std::env::var_os("MDGUARD_VM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("tests/vm/.cache"));
+    let vmlinux = cache.join("kernel/vmlinux");
+    let kver = std::fs::read_to_string(cache.join("kernel.version")).unwrap_or_default();
+    if !vmlinux.is_file() || kver.trim().is_empty() {
+        panic!(
+            "VM test assets missing: no kernel in {cache:?}. \
+             Run tests/vm/provision.sh (or tests/vm/run.sh) first."
+        );
+    }
+    for tool in ["qemu-system-x86_64", "qemu-nbd", "qemu-img"] {
+        let ok = Command::new(tool)
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(ok, "VM test: {tool} not found; run tests/vm/provision.sh");
+    }
+    // MDGUARD_VM_BIN: another mdguard binary for the guest (tests/pkg/run.sh
+    // boots the packaged one), in its own initramfs (MDGUARD_VM_INITRAMFS)
+    // so the default one is not clobbered.
+    let bin = std::env::var_os("MDGUARD_VM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mdguard")));
+    let base = std::env::var_os("MDGUARD_VM_INITRAMFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache.join("initramfs.cpio"));
+    let initramfs = match flavor {
+        Flavor::Base => base,
+        Flavor::Iscsi => {
+            let stem = base.file_stem().unwrap_or_default().to_string_lossy();
+            base.with_file_name(format!("{stem}-iscsi.cpio"))
         }
-        for tool in ["qemu-system-x86_64", "qemu-nbd", "qemu-img"] {
-            let ok = Command::new(tool)
-                .arg("--version")
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false);
-            assert!(ok, "VM test: {tool} not found; run tests/vm/provision.sh");
-        }
-        // MDGUARD_VM_BIN: another mdguard binary for the guest (tests/pkg/run.sh
-        // boots the packaged one), in its own initramfs (MDGUARD_VM_INITRAMFS)
-        // so the default one is not clobbered.
-        let bin = std::env::var_os("MDGUARD_VM_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mdguard")));
-        let initramfs = std::env::var_os("MDGUARD_VM_INITRAMFS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| cache.join("initramfs.cpio"));
-        let inputs = [
-            bin.clone(),
-            repo().join("tests/vm/build-initramfs.sh"),
-            repo().join("tests/vm/guest/init"),
-            repo().join("tests/vm/guest/ctl-loop"),
-            repo().join("tests/vm/guest/snap"),
-        ];
-        // mtimes alone miss a different binary that is older than the
-        // initramfs (a package's files carry its build date): the initramfs
-        // also records which binary (sha256) it holds (build-initramfs.sh
-        // writes the stamp).
-        let stamp = initramfs.with_extension("mdguard.sha256");
-        let want = sha256_file(&bin);
-        let built = mtime(&initramfs);
-        let same_bin = std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want);
-        if built.is_none() || !same_bin || inputs.iter().any(|p| mtime(p) > built) {
-            eprintln!("vm: (re)building the initramfs {initramfs:?} with {bin:?}");
-            let st = Command::new("bash")
-                .arg(repo().join("tests/vm/build-initramfs.sh"))
-                .arg(&bin)
-                .env("MDGUARD_VM_CACHE", &cache)
-                .env("MDGUARD_VM_INITRAMFS", &initramfs)
-                .status()
-                .expect("bash");
-            assert!(st.success(), "tests/vm/build-initramfs.sh failed");
-        }
-        Assets {
-            vmlinux,
-            initramfs,
-            kernel_version: kver.trim().to_string(),
-        }
-    })
+    };
+    let inputs = [
+        bin.clone(),
+        repo().join("tests/vm/build-initramfs.sh"),
+        repo().join("tests/vm/guest/init"),
+        repo().join("tests/vm/guest/ctl-loop"),
+        repo().join("tests/vm/guest/snap"),
+    ];
+    // mtimes alone miss a different binary that is older than the
+    // initramfs (a package's files carry its build date): the initramfs
+    // also records which binary (sha256) it holds (build-initramfs.sh
+    // writes the stamp).
+    let stamp = initramfs.with_extension("mdguard.sha256");
+    let want = sha256_file(&bin);
+    let built = mtime(&initramfs);
+    let same_bin = std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want);
+    if built.is_none() || !same_bin || inputs.iter().any(|p| mtime(p) > built) {
+        eprintln!("vm: (re)building the initramfs {initramfs:?} with {bin:?}");
+        let st = Command::new("bash")
+            .arg(repo().join("tests/vm/build-initramfs.sh"))
+            .arg(&bin)
+            .env("MDGUARD_VM_CACHE", &cache)
+            .env("MDGUARD_VM_INITRAMFS", &initramfs)
+            .env(
+                "MDGUARD_VM_ISCSI",
+                if flavor == Flavor::Iscsi { "1" } else { "" },
+            )
+            .status()
+            .expect("bash");
+        assert!(st.success(), "tests/vm/build-initramfs.sh failed");
+    }
+    Assets {
+        vmlinux,
+        initramfs,
+        kernel_version: kver.trim().to_string(),
+    }
 }
 
 // ---- sysfs snapshots --------------------------------------------------------
@@ -265,6 +299,48 @@ impl Snapshot {
     pub fn member(&self, md: &str, dev: &str) -> Option<Member> {
         self.members(md).into_iter().find(|m| m.device == dev)
     }
+}
+
+/// The guest's sysfs snapshot (`snap`).
+pub fn snapshot(vm: &mut Vm) -> Snapshot {
+    Snapshot::parse(&vm.sh("snap"))
+}
+
+/// Wait until `pred` holds for a fresh snapshot; returns that snapshot.
+pub fn wait_snapshot(
+    vm: &mut Vm,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&Snapshot) -> bool,
+) -> Snapshot {
+    vm.wait_for(what, timeout, |vm| {
+        let s = snapshot(vm);
+        pred(&s).then_some(s)
+    })
+}
+
+/// Wait until `md` is fully in sync: no sync running, not degraded, and
+/// `resync_start` = `none` (nothing left to resync). The last matters
+/// right after `mdadm --create`: sync_action reads `idle` for a moment
+/// before the initial resync starts (seen), so idle alone is not clean.
+pub fn wait_clean(vm: &mut Vm, md: &str, timeout: Duration) -> Snapshot {
+    wait_snapshot(
+        vm,
+        &format!("{md} idle, in sync, not degraded"),
+        timeout,
+        |s| {
+            s.get(md, "sync_action") == Some("idle")
+                && s.get(md, "degraded") == Some("0")
+                && !matches!(s.get(md, "resync_start"), Some(r) if r != "none")
+        },
+    )
+}
+
+/// Wait until `md` has both legs again and no sync running (a heal done).
+pub fn wait_healed(vm: &mut Vm, md: &str, timeout: Duration) -> Snapshot {
+    wait_snapshot(vm, &format!("{md} healed"), timeout, |s| {
+        s.get(md, "degraded") == Some("0") && s.get(md, "sync_action") == Some("idle")
+    })
 }
 
 // ---- the lab: servers + guest + arrays ------------------------------------
@@ -534,7 +610,7 @@ impl Lab {
     }
 
     pub fn snapshot(&mut self) -> Snapshot {
-        Snapshot::parse(&self.vm.sh("snap"))
+        snapshot(&mut self.vm)
     }
 
     /// Wait until `pred` holds for a fresh snapshot; returns that snapshot.
@@ -544,30 +620,17 @@ impl Lab {
         timeout: Duration,
         pred: impl Fn(&Snapshot) -> bool,
     ) -> Snapshot {
-        self.vm.wait_for(what, timeout, |vm| {
-            let s = Snapshot::parse(&vm.sh("snap"));
-            pred(&s).then_some(s)
-        })
+        wait_snapshot(&mut self.vm, what, timeout, pred)
     }
 
-    /// Wait until `md` is fully in sync: no sync running, not degraded, and
-    /// `resync_start` = `none` (nothing left to resync). The last matters
-    /// right after `mdadm --create`: sync_action reads `idle` for a moment
-    /// before the initial resync starts (seen), so idle alone is not clean.
+    /// [`wait_clean`] in this lab's guest.
     pub fn wait_clean(&mut self, md: &str, timeout: Duration) -> Snapshot {
-        let md = md.to_string();
-        self.wait_snapshot(&format!("{md} idle, in sync, not degraded"), timeout, |s| {
-            s.get(&md, "sync_action") == Some("idle")
-                && s.get(&md, "degraded") == Some("0")
-                && !matches!(s.get(&md, "resync_start"), Some(r) if r != "none")
-        })
+        wait_clean(&mut self.vm, md, timeout)
     }
 
-    /// Wait until `md` has both legs again and no sync running (a heal done).
+    /// [`wait_healed`] in this lab's guest.
     pub fn wait_healed(&mut self, md: &str, timeout: Duration) -> Snapshot {
-        self.wait_snapshot(&format!("{md} healed"), timeout, |s| {
-            s.get(md, "degraded") == Some("0") && s.get(md, "sync_action") == Some("idle")
-        })
+        wait_healed(&mut self.vm, md, timeout)
     }
 
     /// Wait until md has cleared the bitmap: every counter back to zero frees

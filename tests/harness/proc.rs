@@ -103,6 +103,27 @@ impl Proc {
         self.reaped
     }
 
+    /// SIGSTOP, as a hung server: connections stay open, nothing answers.
+    /// Waits until the kernel shows it stopped.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+        assert!(
+            super::wait_until(Duration::from_secs(5), || self.state() == Some('T')),
+            "{}: not stopped after SIGSTOP",
+            self.name
+        );
+    }
+
+    /// SIGCONT after [`freeze`](Self::freeze), waiting until it runs again.
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+        assert!(
+            super::wait_until(Duration::from_secs(5), || self.state() != Some('T')),
+            "{}: still stopped after SIGCONT",
+            self.name
+        );
+    }
+
     /// Process state letter from /proc/PID/stat (R, S, D, T, Z...).
     pub fn state(&self) -> Option<char> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;

@@ -38,7 +38,7 @@ pub struct StorageServer {
 }
 
 /// A port nobody listens on right now (the kernel's choice for port 0).
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
 }
@@ -47,7 +47,7 @@ fn free_port() -> u16 {
 /// connecting (a probe connection would take one of the server's client
 /// slots), and match the socket's inode against the process's fds so another
 /// test's server that got the same port is not taken for ours.
-fn listening(pid: u32, port: u16) -> bool {
+pub(super) fn listening(pid: u32, port: u16) -> bool {
     let want = format!("0100007F:{port:04X}");
     let Ok(tcp) = std::fs::read_to_string("/proc/net/tcp") else {
         return false;
@@ -186,24 +186,12 @@ impl StorageServer {
 
     /// SIGSTOP, as a hung storage server: connections stay open, nothing answers.
     pub fn freeze(&self) {
-        let p = self.proc();
-        p.signal(libc::SIGSTOP);
-        assert!(
-            wait_until(Duration::from_secs(5), || p.state() == Some('T')),
-            "{}: not stopped after SIGSTOP",
-            self.name
-        );
+        self.proc().freeze();
     }
 
     /// SIGCONT after [`freeze`](Self::freeze).
     pub fn resume(&self) {
-        let p = self.proc();
-        p.signal(libc::SIGCONT);
-        assert!(
-            wait_until(Duration::from_secs(5), || p.state() != Some('T')),
-            "{}: still stopped after SIGCONT",
-            self.name
-        );
+        self.proc().resume();
     }
 
     /// Start a new qemu-nbd on the same port and image (killing any old one).

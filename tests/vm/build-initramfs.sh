@@ -6,7 +6,11 @@
 #   busybox (static), mdadm and nbd-client with the libraries ldd lists,
 #   the mdguard binary under test (default target/debug/mdguard) and its libs,
 #   the kernel modules in `modprobe --show-depends` order, and guest/init.
-# Needs provision.sh to have run (kernel unpacked in the cache).
+# MDGUARD_VM_ISCSI=1 adds the iSCSI initiator (the harness builds that flavour as
+# initramfs-iscsi.cpio for tests/vm_iscsi.rs): open-iscsi's iscsiadm and iscsid
+# with their libraries, /etc/iscsi, and the modules iscsi_tcp and sd_mod need,
+# listed in /etc/modules.iscsi and loaded by the test, not at boot.
+# Needs provision.sh to have run (kernel and open-iscsi unpacked in the cache).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -60,17 +64,44 @@ done
 
 # Modules: one --show-depends per module (extra words would be parameters).
 # The order is dependency order; keep the first occurrence of each.
-: > "$stage/etc/modules.order"
-mods=(virtio_pci virtio_net virtio_console nbd md_mod raid1 loop)
-for m in "${mods[@]}"; do
-    modprobe -d "$kroot" -S "$kver" --show-depends "$m"
-done | awk '$1 == "insmod" && !seen[$2]++' | while read -r _ path params; do
-    rel=${path#"$kroot"/}
-    mkdir -p "$stage/$(dirname "$rel")"
-    cp "$path" "$stage/$rel"
-    echo "/$rel $params" >> "$stage/etc/modules.order"
-done
+# add_modules LIST MODULE...: copy them into the stage, listed in LIST in load order.
+add_modules() {
+    local list=$1 m; shift
+    : > "$list"
+    for m in "$@"; do
+        modprobe -d "$kroot" -S "$kver" --show-depends "$m"
+    done | awk '$1 == "insmod" && !seen[$2]++' | while read -r _ path params; do
+        rel=${path#"$kroot"/}
+        mkdir -p "$stage/$(dirname "$rel")"
+        cp "$path" "$stage/$rel"
+        echo "/$rel $params" >> "$list"
+    done
+}
+add_modules "$stage/etc/modules.order" virtio_pci virtio_net virtio_console nbd md_mod raid1 loop
 grep -q '/raid1.ko' "$stage/etc/modules.order" || die "module list incomplete"
+
+if [[ ${MDGUARD_VM_ISCSI:-} == 1 ]]; then
+    oiroot=$cache/open-iscsi
+    [[ -x $oiroot/sbin/iscsiadm ]] || die "no open-iscsi in $cache: run tests/vm/provision.sh first"
+    copy_bin "$oiroot/sbin/iscsiadm" sbin/iscsiadm
+    copy_bin "$oiroot/sbin/iscsid" sbin/iscsid
+    # the modules loaded at boot are not listed again
+    # crc32c_generic: libiscsi_tcp asks the crypto API for "crc32c" at login (no
+    # symbol dependency, so modprobe does not list it)
+    add_modules "$stage/etc/modules.iscsi.all" crc32c_generic iscsi_tcp sd_mod
+    grep -vxF -f "$stage/etc/modules.order" "$stage/etc/modules.iscsi.all" > "$stage/etc/modules.iscsi" || true
+    rm "$stage/etc/modules.iscsi.all"
+    grep -q '/iscsi_tcp.ko' "$stage/etc/modules.iscsi" || die "iSCSI module list incomplete"
+    mkdir -p "$stage"/etc/iscsi/{nodes,send_targets,ifaces} "$stage"/run/lock/iscsi
+    echo "InitiatorName=iqn.2026-12.org.mdguard.test:guest" > "$stage/etc/iscsi/initiatorname.iscsi"
+    # iscsid serves only a peer whose uid getpwuid() names "root"
+    echo 'root:x:0:0:root:/root:/bin/sh' > "$stage/etc/passwd"
+    echo 'root:x:0:' > "$stage/etc/group"
+    # The package's iscsid.conf; iscsiadm starts iscsid itself when none runs (no
+    # systemd socket here). The tests set node.session.timeo.replacement_timeout.
+    sed -e 's|^iscsid.startup = .*|iscsid.startup = /sbin/iscsid|' \
+        "$oiroot/etc/iscsi/iscsid.conf" > "$stage/etc/iscsi/iscsid.conf"
+fi
 echo "$kver" > "$stage/etc/kernel.version"
 
 install -m 0755 "$here/guest/init" "$stage/init"

@@ -8,6 +8,11 @@
 #  2. download (not install) the kernel image package linux-image-amd64
 #     currently depends on, unpack it under tests/vm/.cache/, run depmod there.
 #  3. extract the uncompressed vmlinux (boots ~3x faster under TCG).
+#  4. iSCSI: the target `tgt` (tgtd, tgtadm) is installed on the host (the
+#     tests start their own tgtd per leg); the initiator open-iscsi is
+#     downloaded and unpacked into the cache, never installed (no iscsid on
+#     the host), its libraries (libopeniscsiusr, libisns0) installed, so
+#     build-initramfs.sh can copy iscsiadm and iscsid into the guest.
 #
 # Env: MDGUARD_VM_CACHE overrides the cache dir (default tests/vm/.cache).
 set -euo pipefail
@@ -56,7 +61,7 @@ add_backports() {
         $SUDO tee /etc/apt/sources.list.d/mdguard-backports.sources >/dev/null
 }
 
-pkgs=(busybox-static mdadm nbd-client kmod cpio)
+pkgs=(busybox-static mdadm nbd-client kmod cpio tgt)
 installed() {  # installed PKG: true when dpkg has it fully installed
     [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
 }
@@ -80,7 +85,7 @@ if ! qemu_from_bpo; then
     log "installing qemu-system-x86 from $bpo"
     retry 3 "${APT[@]}" install -y --no-install-recommends -t "$bpo" qemu-system-x86
 fi
-for t in qemu-system-x86_64 qemu-nbd qemu-img busybox mdadm nbd-client modprobe depmod cpio; do
+for t in qemu-system-x86_64 qemu-nbd qemu-img busybox mdadm nbd-client modprobe depmod cpio tgtd tgtadm; do
     command -v "$t" >/dev/null || [[ -x /sbin/$t || -x /usr/sbin/$t || -x /bin/$t ]] ||
         { log "missing tool after install: $t"; exit 1; }
 done
@@ -121,8 +126,45 @@ if [[ ! -s $kroot/vmlinux ]]; then
     mv "$kroot/vmlinux.tmp" "$kroot/vmlinux"
 fi
 
+# --- 4. open-iscsi for the guest: download and unpack, never install --------
+# Installing it would start iscsid on the host (and pull in udev); the guest
+# needs only its two programs. Their shared libraries are plain library
+# packages: install those the package depends on (lib*, from apt-cache).
+oi_ver=
+if ((updated)); then
+    oi_ver=$(apt-cache policy open-iscsi 2>/dev/null | awk '/Candidate:/ { print $2; exit }')
+    [[ $oi_ver == "(none)" ]] && oi_ver=
+fi
+if [[ -z $oi_ver ]]; then
+    oi_ver=$(cat "$cache/open-iscsi.version" 2>/dev/null || true)
+    [[ -n $oi_ver ]] || { log "cannot resolve open-iscsi (apt-cache policy open-iscsi)"; exit 1; }
+    log "using cached open-iscsi $oi_ver"
+fi
+oiroot=$cache/open-iscsi-${oi_ver//:/_}
+if [[ ! -f $oiroot/.done ]]; then
+    rm -rf "$oiroot" "$cache"/dl-oi && mkdir -p "$cache/dl-oi"
+    log "downloading open-iscsi $oi_ver"
+    (cd "$cache/dl-oi" && retry 4 apt-get -q download "open-iscsi=$oi_ver")
+    dpkg-deb -x "$(ls "$cache"/dl-oi/open-iscsi_*.deb | head -n1)" "$oiroot"
+    rm -rf "$cache/dl-oi"
+    touch "$oiroot/.done"
+fi
+oi_libs=()
+for p in $(apt-cache depends open-iscsi 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^lib/ { print $2 }'); do
+    installed "$p" || oi_libs+=("$p")
+done
+if ((${#oi_libs[@]})); then
+    log "installing ${oi_libs[*]} (open-iscsi's libraries, for the guest)"
+    retry 3 "${APT[@]}" install -y --no-install-recommends "${oi_libs[@]}"
+fi
+for t in iscsiadm iscsid; do
+    if ldd "$oiroot/sbin/$t" | grep 'not found'; then log "$t: libraries missing (above)"; exit 1; fi
+done
+echo "$oi_ver" > "$cache/open-iscsi.version"
+ln -sfn "$(basename "$oiroot")" "$cache/open-iscsi"
+
 # Stable names for the harness.
 echo "$kpkg" > "$cache/kernel.pkg"
 ln -sfn "kernel-$kver" "$cache/kernel"
 echo "$kver" > "$cache/kernel.version"
-log "ok: kernel $kver ($(du -h "$kroot/vmlinux" | cut -f1) vmlinux), qemu $(qemu-system-x86_64 --version | head -n1)"
+log "ok: kernel $kver ($(du -h "$kroot/vmlinux" | cut -f1) vmlinux), qemu $(qemu-system-x86_64 --version | head -n1), tgt $(dpkg-query -W -f='${Version}' tgt), open-iscsi $oi_ver (unpacked)"

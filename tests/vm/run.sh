@@ -21,12 +21,14 @@ export MDGUARD_VM_RUN_ID="r$$-$(date +%s)"
 
 status=0
 # vm_soak: the soak's bounded smoke (3 cycles; scripts/soak.sh is the long run),
-# its results apart from a long run's
+# its results apart from a long run's. vm_iscsi boots its own initramfs
+# (initramfs-iscsi.cpio, the base one plus open-iscsi), built by the harness.
 export MDGUARD_SOAK_OUT=${MDGUARD_SOAK_OUT:-$PWD/target/soak/smoke.json}
-cargo test --locked --test vm_status --test vm_heal --test vm_safety --test vm_soak -- --include-ignored --test-threads="$threads" --show-output "$@" || status=$?
-# Nothing of ours may outlive the run. (Other sessions' VM tests may be
-# running on this machine: look for this run's id only.)
-if pgrep -af "mdguard-vm-$MDGUARD_VM_RUN_ID-" | grep -E 'qemu-(system|nbd)'; then
+cargo test --locked --test vm_status --test vm_heal --test vm_safety --test vm_soak --test vm_iscsi -- --include-ignored --test-threads="$threads" --show-output "$@" || status=$?
+# Nothing of ours may outlive the run (QEMU, qemu-nbd, the iSCSI tests' tgtd).
+# (Other sessions' VM tests may be running on this machine: look for this
+# run's id only.)
+if pgrep -af "mdguard-vm-$MDGUARD_VM_RUN_ID-" | grep -E 'qemu-(system|nbd)|tgtd'; then
     echo "vm: processes left running after the tests (above)" >&2
     status=1
 fi

@@ -6,8 +6,8 @@
 #   domu.cpio  the PV guest: busybox, mdadm, the xenstore-* tools, mdguard,
 #              xen-blkfront + md modules, guest/domu-init and domu-ctl.
 #   dom0.cpio  dom0: busybox, bash, flock, xenstored, xenconsoled,
-#              xen-init-dom0, xl, the xenstore-* tools, the block hotplug
-#              scripts, nbd-client, mdguard, the Xen backend and virtio
+#              xen-init-dom0, xl, xenstore-control, the xenstore-* tools,
+#              the block hotplug scripts, nbd-client, mdguard, the Xen backend and virtio
 #              modules, guest/dom0-init, and the PV guest's kernel (the same
 #              Debian kernel, uncompressed) and domu.cpio under /boot.
 # Every dynamic binary comes with the libraries ldd lists, plus libgcc_s.so.1
@@ -112,7 +112,10 @@ s=$work/dom0
 new_stage "$s"
 copy_bin "$s" /bin/bash bin/bash
 copy_bin "$s" "$(command -v flock)" bin/flock  # util-linux: the hotplug scripts lock with it
-for t in xenstored xenconsoled xen-init-dom0 xl; do copy_bin "$s" "$xenbin/$t" "usr/sbin/$t"; done
+# xenstore-control: `live-update` of xenstored (tests/xen_e2e.rs)
+for t in xenstored xenconsoled xen-init-dom0 xl xenstore-control; do copy_bin "$s" "$xenbin/$t" "usr/sbin/$t"; done
+# xl save/restore/migrate run libxl's helper from its own directory
+copy_bin "$s" "$xenbin/libxl-save-helper" "${xenbin#/}/libxl-save-helper"
 for t in "${xs_tools[@]}"; do copy_bin "$s" "/usr/bin/$t" "usr/bin/$t"; done
 copy_bin "$s" "$(command -v nbd-client || echo /usr/sbin/nbd-client)" sbin/nbd-client
 copy_mdguard "$s"

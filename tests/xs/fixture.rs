@@ -1,5 +1,6 @@
 //! Test fixture: one real xenstored (Debian's xen-utils-4.17) per test, run as a
-//! plain process under the LD_PRELOAD shim in tests/xs/shim.c, on a socket in
+//! plain process (the C xenstored, or the OCaml oxenstored when
+//! `MDGUARD_XENSTORED=oxenstored`) under the LD_PRELOAD shim in tests/xs/shim.c, on a socket in
 //! a temp dir. Killed on drop. Also a "guest domain" bridge: a unix socket
 //! whose clients act as an introduced domain, by carrying their bytes over the
 //! xenstore shared ring that the shim maps from a file.
@@ -20,14 +21,71 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub const XENSTORED: &str = "/usr/lib/xen-4.17/bin/xenstored";
+pub const OXENSTORED: &str = "/usr/lib/xen-4.17/bin/oxenstored";
+
+/// Which xenstore daemon the tests run against: `MDGUARD_XENSTORED` unset or
+/// `xenstored` is the C daemon, `oxenstored` the OCaml one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Daemon {
+    C,
+    OCaml,
+}
+
+impl Daemon {
+    pub fn from_env() -> Daemon {
+        match std::env::var("MDGUARD_XENSTORED").as_deref() {
+            Err(_) | Ok("") | Ok("xenstored") => Daemon::C,
+            Ok("oxenstored") => Daemon::OCaml,
+            Ok(other) => panic!("MDGUARD_XENSTORED={other}: expected xenstored or oxenstored"),
+        }
+    }
+
+    pub fn binary(self) -> &'static str {
+        match self {
+            Daemon::C => XENSTORED,
+            Daemon::OCaml => OXENSTORED,
+        }
+    }
+}
+
+/// oxenstored's configuration for a run in `dir`: no persistence, its log in
+/// `dir`, dom0's ring files in `dir`, and the C daemon's quota options
+/// (`-S` value bytes, `-E` entries per domain, `-W` watches, `-t`
+/// transactions) carried over to the keys that mean the same.
+fn oxenstored_conf(dir: &Path, c_args: &[String]) -> String {
+    let d = dir.display();
+    let mut conf = format!(
+        "pid-file = {d}/xenstored.pid\n\
+         persistent = false\n\
+         xenstored-log-file = {d}/oxenstored.log\n\
+         xenstored-log-level = info\n\
+         xenstored-kva = {d}/xsd_kva\n\
+         xenstored-port = {d}/xsd_port\n\
+         quota-activate = true\n"
+    );
+    let mut it = c_args.iter();
+    while let Some(opt) = it.next() {
+        let key = match opt.as_str() {
+            "-S" => "quota-maxsize",
+            "-E" => "quota-maxentity",
+            "-W" => "quota-maxwatch",
+            "-t" => "quota-transaction",
+            other => panic!("no oxenstored equivalent known for xenstored option {other}"),
+        };
+        let v = it.next().unwrap_or_else(|| panic!("{opt} needs a value"));
+        conf.push_str(&format!("{key} = {v}\n"));
+    }
+    conf
+}
 
 /// Build the shim once per test binary (cc -shared -fPIC).
 pub fn shim() -> &'static Path {
     static SHIM: OnceLock<PathBuf> = OnceLock::new();
     SHIM.get_or_init(|| {
+        let daemon = Daemon::from_env().binary();
         assert!(
-            Path::new(XENSTORED).exists(),
-            "{XENSTORED} is missing: run tests/xs/provision.sh (scripts/test-all.sh does)"
+            Path::new(daemon).exists(),
+            "{daemon} is missing: run tests/xs/provision.sh (scripts/test-all.sh does)"
         );
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/xs/shim.c");
         let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
@@ -47,6 +105,7 @@ pub fn shim() -> &'static Path {
 }
 
 pub struct Xenstored {
+    pub daemon: Daemon,
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
@@ -68,6 +127,7 @@ impl Xenstored {
         fs::create_dir(dir.path().join("run")).unwrap();
         let socket = dir.path().join("run/socket");
         let mut x = Xenstored {
+            daemon: Daemon::from_env(),
             child: None,
             dir,
             socket,
@@ -90,11 +150,31 @@ impl Xenstored {
             }
         }
         let log = fs::File::create(d.join("xenstored.log")).unwrap();
-        let child = Command::new(XENSTORED)
-            .arg("-N")
-            .arg("-F")
-            .arg(d.join("xenstored.pid"))
-            .args(&self.extra_args)
+        let mut cmd = Command::new(self.daemon.binary());
+        match self.daemon {
+            Daemon::C => {
+                cmd.arg("-N")
+                    .arg("-F")
+                    .arg(d.join("xenstored.pid"))
+                    .args(&self.extra_args);
+            }
+            Daemon::OCaml => {
+                // oxenstored reads dom0's event channel port (a bare
+                // integer, no newline) and ring from the files its
+                // configuration names; its socket directory is compiled in
+                // and the shim moves it to d/run.
+                fs::write(d.join("xsd_port"), "1").unwrap();
+                fs::write(d.join("xsd_kva"), [0u8; 4096]).unwrap();
+                let conf = d.join("oxenstored.conf");
+                fs::write(&conf, oxenstored_conf(d, &self.extra_args)).unwrap();
+                cmd.arg("--no-fork")
+                    .arg("--no-access-log")
+                    .arg("--config-file")
+                    .arg(&conf);
+            }
+        }
+        let daemon = self.daemon.binary();
+        let child = cmd
             .env("LD_PRELOAD", shim)
             .env("XS_SHIM_DIR", d)
             .env("XENSTORED_RUNDIR", d.join("run"))
@@ -102,26 +182,30 @@ impl Xenstored {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {XENSTORED}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot run {daemon}: {e}"));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(5);
         // The socket file appears at bind(), before listen(): wait until a
         // connection is accepted, not just for the file.
         while UnixStream::connect(&self.socket).is_err() {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("xenstored exited ({st}) at start: {}", self.log());
+                panic!("{daemon} exited ({st}) at start: {}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
-                "xenstored socket did not accept a connection: {}",
+                "{daemon} socket did not accept a connection: {}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(2));
         }
     }
 
+    /// The daemon's output (and oxenstored's own log file).
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("xenstored.log")).unwrap_or_default()
+        let d = self.dir.path();
+        let mut s = fs::read_to_string(d.join("xenstored.log")).unwrap_or_default();
+        s.push_str(&fs::read_to_string(d.join("oxenstored.log")).unwrap_or_default());
+        s
     }
 
     pub fn pid(&self) -> u32 {
@@ -216,10 +300,104 @@ impl Xenstored {
         c.introduce(domid, 0, 1).unwrap();
         let ring = self.dir.path().join(format!("ring-{domid}"));
         assert!(ring.exists(), "shim did not map a ring for dom{domid}");
+        // The port xenstored bound for this guest: oxenstored only looks at
+        // the ring of the domain whose port fired.
+        let port: u32 = fs::read_to_string(self.dir.path().join(format!("port-{domid}")))
+            .expect("shim records the guest's port")
+            .trim()
+            .parse()
+            .unwrap();
         let sock = self.dir.path().join(format!("guest-{domid}.sock"));
-        let b = GuestBridge::start(&ring, &self.dir.path().join("evtchn"), &sock);
+        let b = GuestBridge::start(&ring, &self.dir.path().join("evtchn"), port, &sock);
         self.bridges.push(b);
         sock
+    }
+}
+
+impl Xenstored {
+    /// Give guest `domid` a disk the way xl does (libxl `device_disk_add` and
+    /// `libxl__device_generic_add`), as dom0 in one transaction: the backend
+    /// `/local/domain/0/backend/<kind>/<domid>/<devid>/` owned by dom0 and
+    /// readable by the guest (`n0 r<domid>`) with `frontend`, `params`,
+    /// `script` (vbd), `frontend-id`, `online`, `removable`, `bootable`,
+    /// `state`, `dev`, `type`, `mode`, `device-type`, `discard-enable`; and
+    /// the frontend `device/vbd/<devid>/` owned by the guest (`n<domid> r0`)
+    /// with `backend`, `backend-id`, `state`, `virtual-device`,
+    /// `device-type`. `kind` is `vbd` (blkback, `type` phy, `params` the
+    /// path) or `qdisk` (`params` `aio:<path>`). The backend's `state` is 4:
+    /// connected, as blkback leaves it. Returns the devid.
+    pub fn add_vbd(&self, domid: u32, kind: &str, vdev: &str, target: &str) -> u32 {
+        use mdguard::xenstore::{Access, Perm};
+        let devid = xvd_devid(vdev);
+        let be = format!("/local/domain/0/backend/{kind}/{domid}/{devid}");
+        let fe = format!("/local/domain/{domid}/device/vbd/{devid}");
+        let be_perms = [Perm::new(0, Access::None), Perm::new(domid, Access::Read)];
+        let fe_perms = [Perm::new(domid, Access::None), Perm::new(0, Access::Read)];
+        let (type_, params) = match kind {
+            "vbd" => ("phy", target.to_string()),
+            "qdisk" => ("qdisk", format!("aio:{target}")),
+            other => panic!("backend kind {other}"),
+        };
+        let mut back: Vec<(&str, String)> = vec![("frontend", fe.clone()), ("params", params)];
+        if kind == "vbd" {
+            back.push(("script", "/etc/xen/scripts/block".into()));
+        }
+        for (k, v) in [
+            ("frontend-id", domid.to_string()),
+            ("online", "1".into()),
+            ("removable", "0".into()),
+            ("bootable", "1".into()),
+            ("state", "4".into()),
+            ("dev", vdev.into()),
+            ("type", type_.into()),
+            ("mode", "w".into()),
+            ("device-type", "disk".into()),
+            ("discard-enable", "1".into()),
+        ] {
+            back.push((k, v));
+        }
+        let front: Vec<(&str, String)> = vec![
+            ("backend", be.clone()),
+            ("backend-id", "0".into()),
+            ("state", "1".into()),
+            ("virtual-device", devid.to_string()),
+            ("device-type", "disk".into()),
+        ];
+        let mut c = self.client();
+        c.transaction(|t| {
+            t.mkdir(&be)?;
+            t.set_perms(&be, &be_perms)?;
+            for (k, v) in &back {
+                t.write(&format!("{be}/{k}"), v.as_bytes())?;
+            }
+            t.mkdir(&fe)?;
+            t.set_perms(&fe, &fe_perms)?;
+            for (k, v) in &front {
+                t.write(&format!("{fe}/{k}"), v.as_bytes())?;
+                t.set_perms(&format!("{fe}/{k}"), &fe_perms)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        devid
+    }
+}
+
+/// The devid of a vdev `xvd<letters>` (Xen's vbd interface: `202 << 8 |
+/// disk << 4` for the first 16 disks, `1 << 28 | disk << 8` after).
+pub fn xvd_devid(vdev: &str) -> u32 {
+    let letters = vdev.strip_prefix("xvd").expect("an xvd name");
+    // bijective base 26: a = 0, ..., z = 25, aa = 26, ...
+    let mut n = 0u32;
+    for b in letters.bytes() {
+        assert!(b.is_ascii_lowercase(), "{vdev}");
+        n = n * 26 + u32::from(b - b'a') + 1;
+    }
+    let disk = n - 1;
+    if disk < 16 {
+        (202 << 8) | (disk << 4)
+    } else {
+        (1 << 28) | (disk << 8)
     }
 }
 
@@ -254,13 +432,12 @@ fn put(f: &fs::File, off: u64, v: u32) {
     f.write_all_at(&v.to_le_bytes(), off).unwrap();
 }
 
-fn notify(evt: &fs::File) {
-    // Any port wakes xenstored, which then checks every domain's ring.
-    let _ = (&*evt).write(&7u32.to_le_bytes());
+fn notify(evt: &fs::File, port: u32) {
+    let _ = (&*evt).write(&port.to_le_bytes());
 }
 
 impl GuestBridge {
-    fn start(ring: &Path, evtchn: &Path, sock: &Path) -> GuestBridge {
+    fn start(ring: &Path, evtchn: &Path, port: u32, sock: &Path) -> GuestBridge {
         let ring = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -300,7 +477,7 @@ impl GuestBridge {
                                     ring.write_all_at(&[*b], REQ + at).unwrap();
                                 }
                                 put(&ring, REQ_PROD, prod.wrapping_add(n as u32));
-                                notify(&evt);
+                                notify(&evt, port);
                                 busy = true;
                             }
                             Err(_) => {}
@@ -325,7 +502,7 @@ impl GuestBridge {
                         s.set_nonblocking(true).unwrap();
                     }
                     put(&ring, RSP_CONS, prod);
-                    notify(&evt);
+                    notify(&evt, port);
                     busy = true;
                 }
                 if !busy {
@@ -394,5 +571,70 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
             return None;
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A guest's agent reduced to what dom0 sees of it: it publishes `arrays`
+/// once (as the agent's publisher writes them) and answers every ping until
+/// dropped. Used where dom0 must find an agent `answering`.
+pub struct AnsweringAgent {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<u32>>,
+}
+
+impl AnsweringAgent {
+    pub fn start(
+        sock: &Path,
+        arrays: Vec<mdguard::report::schema::ArraySummary>,
+    ) -> AnsweringAgent {
+        use mdguard::report::publisher::{Op, Publisher};
+        use mdguard::report::schema::{ControlEvent, ControlState};
+        let sock = sock.to_path_buf();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut g = guest(&sock);
+            let mut p = Publisher::default();
+            p.publish(&mut g, &arrays, 1_700_000_000).unwrap();
+            let mut st = ControlState::default();
+            g.watch("control/mdguard", "ctl").unwrap();
+            ready_tx.send(()).unwrap();
+            let mut answered = 0;
+            while !stop2.load(Ordering::Relaxed) {
+                for _ev in g.wait_events(Duration::from_millis(50)).unwrap() {
+                    let raw = g.try_read("control/mdguard/ping").unwrap();
+                    if let Ok(Some(ControlEvent::Ping(tok))) = st.update("ping", raw.as_deref()) {
+                        if let Op::Write { path, value } = p.pong_op(&tok) {
+                            g.write(&path, &value).unwrap();
+                            answered += 1;
+                        }
+                    }
+                }
+            }
+            answered
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the agent published and watches");
+        AnsweringAgent {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop it; how many pings it answered.
+    pub fn stop(mut self) -> u32 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().map_or(0, |t| t.join().unwrap())
+    }
+}
+
+impl Drop for AnsweringAgent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

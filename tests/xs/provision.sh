@@ -38,5 +38,6 @@ retry $SUDO apt-get update -q
 retry $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
 
 [ -x "$XENSTORED" ] || { echo "provision: $XENSTORED missing after install" >&2; exit 1; }
+[ -x /usr/lib/xen-4.17/bin/oxenstored ] || { echo "provision: oxenstored missing after install" >&2; exit 1; }
 command -v xenstore-read >/dev/null || { echo "provision: xenstore-read missing" >&2; exit 1; }
 echo "provision: done"

@@ -4,7 +4,13 @@
  *
  * It fakes the few libxenctrl / libxenevtchn / libxengnttab calls xenstored
  * makes and redirects /proc/xen/xsd_port and /proc/xen/xsd_kva to files in
- * $XS_SHIM_DIR. Nothing here talks to Xen.
+ * $XS_SHIM_DIR. Nothing here talks to Xen. The same shim serves the OCaml
+ * oxenstored (xen-utils-4.17), which also needs:
+ *  - its compiled-in socket directory /var/run/xenstored (no option, no
+ *    environment variable) moved to $XS_SHIM_DIR/run: mkdir, unlink, bind;
+ *  - xc_map_foreign_range(domid) (it maps guest rings that way, not with
+ *    grants): the same ring-<domid> file as xengnttab_map_grant_ref;
+ *  - xc_domain_getinfolist: as xc_domain_getinfo.
  *
  *  - xsd_kva: a 4 KiB file mmap'ed as dom0's ring (unused by the tests).
  *  - xengnttab_map_grant_ref(domid): maps $XS_SHIM_DIR/ring-<domid> (created,
@@ -28,7 +34,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define PAGE 4096
@@ -80,7 +88,57 @@ static const char *redirect(const char *path, char *buf, size_t len)
             close(fd);
         return buf;
     }
+    static const char *const rundirs[] = {"/var/run/xenstored", "/run/xenstored"};
+    for (size_t i = 0; i < sizeof(rundirs) / sizeof(rundirs[0]); i++) {
+        size_t n = strlen(rundirs[i]);
+        if (strncmp(path, rundirs[i], n) == 0 && (path[n] == '/' || path[n] == 0)) {
+            snprintf(buf, len, "%s/run%s", shim_dir(), path + n);
+            return buf;
+        }
+    }
     return path;
+}
+
+int unlink(const char *path)
+{
+    static int (*real)(const char *);
+    char buf[4096];
+    if (!real)
+        real = dlsym(RTLD_NEXT, "unlink");
+    return real(redirect(path, buf, sizeof(buf)));
+}
+
+int mkdir(const char *path, mode_t mode)
+{
+    static int (*real)(const char *, mode_t);
+    char buf[4096];
+    if (!real)
+        real = dlsym(RTLD_NEXT, "mkdir");
+    return real(redirect(path, buf, sizeof(buf)), mode);
+}
+
+int bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    static int (*real)(int, const struct sockaddr *, socklen_t);
+    if (!real)
+        real = dlsym(RTLD_NEXT, "bind");
+    if (addr && addr->sa_family == AF_UNIX) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)addr;
+        char path[sizeof(un->sun_path) + 1], buf[4096];
+        memcpy(path, un->sun_path, sizeof(un->sun_path));
+        path[sizeof(un->sun_path)] = 0;
+        const char *to = redirect(path, buf, sizeof(buf));
+        if (to != path) {
+            struct sockaddr_un moved = {.sun_family = AF_UNIX};
+            if (strlen(to) >= sizeof(moved.sun_path)) {
+                errno = ENAMETOOLONG;
+                return -1;
+            }
+            strcpy(moved.sun_path, to);
+            return real(fd, (const struct sockaddr *)&moved, sizeof(moved));
+        }
+    }
+    return real(fd, addr, len);
 }
 
 int open(const char *path, int flags, ...)
@@ -157,6 +215,51 @@ int xc_domain_getinfo(void *xch, uint32_t first, unsigned int max, void *info)
     return 1;
 }
 
+/* The leading fields of xc_domaininfo_t (struct xen_domctl_getdomaininfo):
+ * domid_t domain, uint16_t pad, uint32_t flags (XEN_DOMINF_dying 1<<0,
+ * XEN_DOMINF_running 1<<5). */
+struct domaininfo_head {
+    uint16_t domain;
+    uint16_t pad;
+    uint32_t flags;
+};
+int xc_domain_getinfolist(void *xch, uint32_t first, unsigned int max, void *info)
+{
+    (void)xch;
+    if (max < 1 || !info)
+        return 0;
+    struct domaininfo_head *h = info;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/dead-%u", shim_dir(), first);
+    int dead = access(path, F_OK) == 0;
+    memset(h, 0, sizeof(*h));
+    h->domain = (uint16_t)first;
+    h->flags = dead ? 0x1 : 0x20;
+    return 1;
+}
+
+static void *map_ring(uint32_t domid, int prot)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/ring-%u", shim_dir(), domid);
+    int fd = ensure_page_file(path);
+    if (fd < 0)
+        return NULL;
+    void *p = mmap(NULL, PAGE, prot, MAP_SHARED, fd, 0);
+    close(fd);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void *xc_map_foreign_range(void *xch, uint32_t dom, int size, int prot, unsigned long mfn)
+{
+    (void)xch; (void)mfn;
+    if (size != PAGE) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return map_ring(dom, prot);
+}
+
 /* ---- libxenevtchn ---- */
 static int evt_dummy;
 static int evt_fd = -1;
@@ -224,14 +327,7 @@ int xengnttab_set_max_grants(void *h, uint32_t n) { (void)h; (void)n; return 0; 
 void *xengnttab_map_grant_ref(void *h, uint32_t domid, uint32_t ref, int prot)
 {
     (void)h; (void)ref;
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/ring-%u", shim_dir(), domid);
-    int fd = ensure_page_file(path);
-    if (fd < 0)
-        return NULL;
-    void *p = mmap(NULL, PAGE, prot, MAP_SHARED, fd, 0);
-    close(fd);
-    return p == MAP_FAILED ? NULL : p;
+    return map_ring(domid, prot);
 }
 int xengnttab_unmap(void *h, void *addr, uint32_t count)
 {

@@ -6,7 +6,7 @@
 use super::kernel;
 use super::workers::{self, Done};
 use crate::clock::Clock;
-use crate::heal::{Action, Engine, Ms, ProbeOutcome};
+use crate::heal::{Action, Engine, Event, Ms, ProbeOutcome};
 use crate::log;
 use crate::md::model::Snapshot;
 use crate::root::Root;
@@ -27,6 +27,10 @@ enum Reading {
         array: String,
         witness: String,
     },
+    /// An in-sync member, for its leg's record.
+    Record {
+        array: String,
+    },
 }
 
 pub struct Dispatcher {
@@ -38,6 +42,8 @@ pub struct Dispatcher {
     tx: Sender<Done>,
     rx: Receiver<Done>,
     waker: Waker,
+    /// Every event logged, in order, until the daemon takes them (for hooks).
+    events: Vec<Event>,
 }
 
 impl Dispatcher {
@@ -50,7 +56,13 @@ impl Dispatcher {
             tx,
             rx,
             waker,
+            events: Vec::new(),
         }
+    }
+
+    /// The events logged since the last call, in order.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
     }
 
     /// The earliest probe deadline, if a probe is under way.
@@ -73,13 +85,21 @@ impl Dispatcher {
             let result = match &a {
                 Action::Log(event) => {
                     log::log(event.level(), &event.to_string());
+                    self.events.push(event.clone());
                     continue;
                 }
                 Action::Probe { device } => {
                     self.start_reading(engine, snap, clock, device, Reading::Probe);
                     continue;
                 }
-                // a read, like a probe: carried out in a dry run too
+                // reads, like a probe: carried out in a dry run too
+                Action::Record { array, device } => {
+                    let why = Reading::Record {
+                        array: array.clone(),
+                    };
+                    self.start_reading(engine, snap, clock, device, why);
+                    continue;
+                }
                 Action::Confirm {
                     array,
                     device,
@@ -125,6 +145,9 @@ impl Dispatcher {
                 Action::Fail { array, device } => {
                     kernel::member_state(&self.root, array, device, "faulty")
                 }
+                Action::ClearWriteError { array, device } => {
+                    kernel::member_state(&self.root, array, device, "-write_error")
+                }
                 Action::Add {
                     array,
                     device,
@@ -162,7 +185,9 @@ impl Dispatcher {
         let w = self.waker.clone();
         let (root, tx, dev) = (self.root.clone(), self.tx.clone(), device.to_string());
         match why {
-            Reading::Probe => workers::spawn_probe(root, dev, tx, move || w()),
+            Reading::Probe | Reading::Record { .. } => {
+                workers::spawn_probe(root, dev, tx, move || w())
+            }
             Reading::Confirm { array, witness } => {
                 workers::spawn_confirm(root, array, dev, witness, tx, move || w())
             }
@@ -181,6 +206,8 @@ impl Dispatcher {
         let now = clock.now();
         let more = match why {
             Reading::Probe => engine.on_probe(snap, device, ProbeOutcome::TimedOut, now),
+            // no record this time; md's next change asks again
+            Reading::Record { .. } => return,
             Reading::Confirm { array, .. } => engine.on_confirm(
                 snap,
                 &array,
@@ -200,10 +227,14 @@ impl Dispatcher {
             match d {
                 Done::Probe { device, outcome } => {
                     self.stuck.retain(|x| x != &device);
-                    if self.probing.remove(&device).is_none() {
-                        continue; // already timed out
-                    }
-                    let more = engine.on_probe(snap, &device, outcome, now);
+                    let more = match self.probing.remove(&device) {
+                        None => continue, // already timed out
+                        Some((Reading::Record { array }, _)) => {
+                            engine.on_record(&array, &device, &outcome);
+                            continue;
+                        }
+                        Some(_) => engine.on_probe(snap, &device, outcome, now),
+                    };
                     self.execute(engine, snap, clock, more);
                 }
                 Done::Confirm {
@@ -263,8 +294,12 @@ fn describe(a: &Action) -> String {
             max.map_or("system".into(), |v| v.to_string())
         ),
         Action::Fail { array, device } => format!("fail {device} in {array}"),
+        Action::ClearWriteError { array, device } => {
+            format!("clear the write error of {device} in {array}")
+        }
         Action::Reconnect { device } => format!("reconnect {device}"),
         Action::Probe { device } => format!("probe {device}"),
+        Action::Record { array, device } => format!("read {device} of {array} for its record"),
         Action::Confirm {
             array,
             device,

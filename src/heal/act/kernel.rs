@@ -3,6 +3,7 @@
 //! the VM harness (tests/vm_*).
 
 use crate::heal::{Errno, Failure, LegFlags, Outcome, ProbeOutcome, SbFacts};
+use crate::md::identity::storage_identity;
 use crate::md::superblock::{self, SbError};
 use crate::root::Root;
 use std::fs::{self, OpenOptions};
@@ -146,6 +147,11 @@ pub fn sb_facts(sb: &superblock::Superblock) -> SbFacts {
         dev_number: sb.dev_number,
         utime: sb.utime,
         roles: sb.roles.clone(),
+        device_uuid: sb
+            .device_uuid
+            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect()),
+        storage: None,
+        written_sectors: None,
     }
 }
 
@@ -154,7 +160,13 @@ pub fn sb_facts(sb: &superblock::Superblock) -> SbFacts {
 pub fn probe_device(root: &Root, dev: &str) -> ProbeOutcome {
     match superblock::read_superblock(&root.dev(dev)) {
         Ok(sb) => ProbeOutcome::Readable {
-            sb: Some(sb_facts(&sb)),
+            sb: Some(SbFacts {
+                storage: storage_identity(root, dev),
+                written_sectors: std::fs::read_to_string(root.class_block().join(dev).join("stat"))
+                    .ok()
+                    .and_then(|t| crate::md::sysfs::written_sectors(&t)),
+                ..sb_facts(&sb)
+            }),
         },
         Err(SbError::NoSuperblock) => ProbeOutcome::Readable { sb: None },
         // a read that fails without an errno (a short read) counts as EIO

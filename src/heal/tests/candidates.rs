@@ -30,7 +30,8 @@ fn new_node_matched_by_superblock_uuid_and_role() {
 
 /// A vbd detached and attached again under a new name while md still lists the
 /// old node as faulty: ADD_NEW_DISK would hit the old node's descriptor number
-/// (EBUSY), so that member (and no other) is removed first, then the new one added.
+/// (EBUSY), so that member (and no other) is removed first, then the new one
+/// added: both once the new node has passed the read before the add.
 #[test]
 fn new_node_replacing_a_faulty_member_removes_that_member_first() {
     let with_faulty = || {
@@ -51,10 +52,13 @@ fn new_node_replacing_a_faulty_member_removes_that_member_first() {
     let a = e.on_probe(&with_faulty(), "xvdd", sb(UUID, 1, 100), 2);
     assert_eq!(
         actions(&a),
-        vec![
-            removal("md3", "xvdc"),
-            confirm_action("md3", "xvdd", "xvdb")
-        ]
+        vec![confirm_action("md3", "xvdd", "xvdb")],
+        "nothing removed before the read before the add"
+    );
+    let a = confirmed(&mut e, &with_faulty(), "md3", "xvdd", sb(UUID, 1, 100), 2);
+    assert_eq!(
+        actions(&a),
+        vec![removal("md3", "xvdc"), add_in_slot("md3", "xvdd", 1)]
     );
     assert!(
         events(&a).contains(&Event::MakingRoom {
@@ -64,8 +68,84 @@ fn new_node_replacing_a_faulty_member_removes_that_member_first() {
         }),
         "{a:?}"
     );
-    let a = confirmed(&mut e, &with_faulty(), "md3", "xvdd", sb(UUID, 1, 100), 2);
-    assert_eq!(a, vec![add_in_slot("md3", "xvdd", 1)]);
+    assert!(
+        e.legs_of("md3").all(|l| l.device != "xvdc"),
+        "xvdc forgotten"
+    );
+}
+
+/// A new node carrying the failed leg's superblock but sitting on other storage
+/// (a copy of the leg's disk on another iSCSI target) is refused at the read
+/// before the add: the faulty member stays in md and mdguard keeps its leg, so
+/// when the leg answers again on its own node it is re-added there.
+#[test]
+fn a_refused_new_node_leaves_the_faulty_member_and_its_leg() {
+    let healthy = || raid1("md0").leg("sda", 0).leg("sdb", 1).snap();
+    let left = || {
+        raid1("md0")
+            .leg("sda", 0)
+            .faulty_leg_numbered("sdb", 1)
+            .snap()
+    };
+    let on = |storage: &str| SbFacts {
+        storage: Some(storage.into()),
+        ..facts(UUID, 1, 100)
+    };
+    let mut e = engine();
+    e.on_snapshot(&healthy(), &Env::default(), 0);
+    e.on_record(
+        "md0",
+        "sdb",
+        &ProbeOutcome::Readable {
+            sb: Some(on("scsi naa.leg1")),
+        },
+    );
+    e.on_snapshot(&left(), &Env::default(), S);
+    e.on_device("sdc");
+    let a = e.on_snapshot(&left(), &Env::default(), S + 1);
+    assert!(actions(&a).contains(&probe("sdc")), "{a:?}");
+    let copy = ProbeOutcome::Readable {
+        sb: Some(on("scsi naa.copy")),
+    };
+    let a = e.on_probe(&left(), "sdc", copy.clone(), S + 2);
+    assert_eq!(actions(&a), vec![confirm_action("md0", "sdc", "sda")]);
+    let a = confirmed(&mut e, &left(), "md0", "sdc", copy, S + 2);
+    assert!(
+        actions(&a).is_empty(),
+        "nothing removed, nothing added: {a:?}"
+    );
+    assert!(
+        matches!(
+            events(&a).as_slice(),
+            [Event::Refused {
+                reason: Refusal::OtherStorage { .. },
+                ..
+            }]
+        ),
+        "{a:?}"
+    );
+    // the leg answers again on its own node: proven and re-added there
+    let leg = e
+        .legs_of("md0")
+        .find(|l| l.device == "sdb")
+        .expect("sdb tracked");
+    assert_eq!(leg.phase(), Phase::Failed);
+    let t = e.next_deadline().expect("sdb's probe is due");
+    let a = e.on_snapshot(&left(), &Env::default(), t);
+    assert!(actions(&a).contains(&probe("sdb")), "{a:?}");
+    let back = ProbeOutcome::Readable {
+        sb: Some(on("scsi naa.leg1")),
+    };
+    let a = e.on_probe(&left(), "sdb", back.clone(), t + 1);
+    assert_eq!(actions(&a), vec![confirm_action("md0", "sdb", "sda")]);
+    let a = confirmed(&mut e, &left(), "md0", "sdb", back, t + 1);
+    assert_eq!(
+        actions(&a),
+        vec![Action::ReAdd {
+            array: "md0".into(),
+            device: "sdb".into()
+        }]
+    );
 }
 
 #[test]

@@ -225,3 +225,57 @@ fn no_in_sync_witness_no_add() {
         Action::Add { .. } | Action::ReAdd { .. } | Action::Confirm { .. }
     )));
 }
+
+/// After an add, once md has the leg in sync, the log says what md wrote to
+/// it: a full recovery's whole leg, a bitmap re-add's chunks, and an error
+/// when a full recovery wrote much less than the array's size.
+#[test]
+fn what_md_copied_is_said_once_the_leg_is_in_sync() {
+    let m = XVD;
+    let counted = |n: u64| ProbeOutcome::Readable {
+        sb: Some(SbFacts {
+            written_sectors: Some(n),
+            ..facts(UUID, 1, 90)
+        }),
+    };
+    let back = |bitmap: bool, written: u64| {
+        let mut b = raid1(m.md).leg(m.good, 0).leg(m.bad, 1);
+        if !bitmap {
+            b = b.no_bitmap();
+        }
+        let mut a = b.build();
+        a.size_kb = Some(32_768);
+        a.members[1].written_sectors = Some(written);
+        snap(vec![a])
+    };
+    for (bitmap, written_kib, want) in [
+        (true, 4096, "md3: xvdc is in sync: md wrote 4.0 MiB to it of the array's 32.0 MiB (what the bitmap kept)"),
+        (false, 32_000, "md3: xvdc is in sync: md wrote 31.2 MiB to it of the array's 32.0 MiB (a full recovery)"),
+        (false, 2, "md3: xvdc is in sync, but md wrote only 0.0 MiB to it of the array's 32.0 MiB after an add for a full recovery: it did not copy the whole leg; run a check (echo check > /sys/block/md3/md/sync_action)"),
+    ] {
+        let gone = || {
+            let b = raid1(m.md).leg(m.good, 0);
+            if bitmap { b.snap() } else { b.no_bitmap().snap() }
+        };
+        let mut e = engine();
+        e.on_snapshot(&back(bitmap, 500), &Env::default(), 0);
+        e.on_snapshot(&gone(), &Env::default(), 1);
+        let t = e.next_deadline().unwrap();
+        e.on_snapshot(&gone(), &Env::default(), t);
+        e.on_probe(&gone(), m.bad, counted(1000), t);
+        let a = e.on_confirm(&gone(), m.md, m.bad, counted(1000), sb(UUID, 0, 100), t);
+        let add = actions(&a).pop().expect("an add");
+        assert!(matches!(add, Action::Add { .. }), "{a:?}");
+        e.on_outcome(&add, &Outcome::Done, t);
+        let a = e.on_snapshot(&back(bitmap, 1000 + 2 * written_kib), &Env::default(), t + S);
+        let said: Vec<String> = events(&a)
+            .iter()
+            .filter(|ev| matches!(ev, Event::Copied { .. }))
+            .map(|ev| ev.to_string())
+            .collect();
+        assert_eq!(said, vec![want.to_string()]);
+        // said once
+        let a = e.on_snapshot(&back(bitmap, 1000 + 2 * written_kib), &Env::default(), t + 2 * S);
+        assert!(!events(&a).iter().any(|ev| matches!(ev, Event::Copied { .. })));
+    }
+}

@@ -2,13 +2,19 @@
 
 use super::*;
 
+/// A healthy array needs nothing but, when first seen, one read of each leg for
+/// its record; seen again unchanged, nothing at all and no timer.
 #[test]
 fn healthy_array_needs_nothing() {
     for m in [NBD, XVD] {
         let mut e = engine();
         let a = e.on_snapshot(&m.healthy(), &Env::default(), 0);
+        assert!(actions(&a).is_empty(), "{a:?}");
+        assert_eq!(a.len(), 2, "one record read per leg: {a:?}");
+        let a = e.on_snapshot(&m.healthy(), &Env::default(), 60 * S);
         assert!(a.is_empty(), "{a:?}");
         assert_eq!(e.next_deadline(), None, "no timer while healthy");
+        assert_eq!(e.history.next_due(), None, "no timer while healthy");
     }
 }
 
@@ -46,7 +52,7 @@ fn faulty_bound_leg_probed_then_readded_via_sysfs() {
         );
         let a = e.on_snapshot(&m.healthy(), &Env::default(), 10 * S);
         assert_eq!(
-            a,
+            no_records(&a),
             vec![Action::Log(Event::RecoveryFinished {
                 array: m.md.into(),
                 after: 6 * S,
@@ -165,10 +171,37 @@ fn refused_add_in_slot_is_left_alone_or_fully_recovered() {
     }
 }
 
+/// Probe reads back off only up to `probe.max_read_interval_s` (4 s by
+/// default): reads are cheap, and a leg that comes back without an event is
+/// found within that. Said at the 1st, 2nd, 4th, 8th failure in a row.
 #[test]
 fn failed_probes_back_off_to_the_cap() {
+    for (read_cap, want, want_said) in [
+        (None, vec![4; 8], vec![4, 4, 4, 4]),
+        (
+            Some(60),
+            vec![4, 8, 16, 32, 60, 60, 60, 60],
+            vec![4, 8, 32, 60],
+        ),
+    ] {
+        let (intervals, said) = probe_intervals(read_cap);
+        assert_eq!(intervals, want, "{read_cap:?}");
+        assert_eq!(said, want_said, "{read_cap:?}");
+    }
+}
+
+/// The interval after each of 8 failed probes, and the intervals said in
+/// the log, with `max_read_interval_s` = `read_cap` (or the default).
+fn probe_intervals(read_cap: Option<u64>) -> (Vec<Ms>, Vec<Ms>) {
     let m = NBD;
-    let mut e = engine();
+    let mut e = Engine::new(
+        cfg(|c| {
+            if let Some(r) = read_cap {
+                c.probe.max_read_interval_s = r;
+            }
+        }),
+        42,
+    );
     fail_and_wait(&mut e, m, 0);
     let mut t = 3 * S;
     let mut intervals = vec![];
@@ -193,9 +226,50 @@ fn failed_probes_back_off_to_the_cap() {
         assert_eq!(actions(&a), vec![probe(m.bad)]);
         t = next;
     }
-    assert_eq!(intervals, vec![4, 8, 16, 32, 60, 60, 60, 60]);
-    // said at the first short interval and at the cap, not in between
-    assert_eq!(said, vec![4, 60, 60, 60, 60]);
+    (intervals, said)
+}
+
+/// The vbd case: a leg keeps its node and its storage comes back under it,
+/// with no event, after a long outage. It is re-added at most the read cap
+/// after it is readable again (with reads backing off to 60 s, up to 60 s).
+#[test]
+fn a_silent_return_after_a_long_outage_waits_at_most_the_read_cap() {
+    for (read_cap, worst) in [(None, 4 * S), (Some(60), 60 * S)] {
+        let m = XVD;
+        let mut e = Engine::new(
+            cfg(|c| {
+                if let Some(r) = read_cap {
+                    c.probe.max_read_interval_s = r;
+                }
+            }),
+            42,
+        );
+        fail_and_wait(&mut e, m, 0);
+        let t = 2 * S + 1;
+        let mut waits = Vec::new();
+        // readable again at 300 s, 301 s, ... 359 s after the failure:
+        // how long until the probe that finds it
+        for back in (300..360).map(|s| s * S) {
+            let mut e = e.clone();
+            let mut now = t;
+            loop {
+                if now >= back {
+                    let a = e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 100), now);
+                    assert_eq!(actions(&a), vec![m.confirm()]);
+                    waits.push(now - back);
+                    break;
+                }
+                e.on_probe(&m.faulty(), m.bad, ProbeOutcome::Failed(Errno::EIO), now);
+                now = e.next_deadline().unwrap();
+                assert_eq!(
+                    actions(&e.on_snapshot(&m.faulty(), &Env::default(), now)),
+                    vec![probe(m.bad)]
+                );
+            }
+        }
+        let max = *waits.iter().max().unwrap();
+        assert!(max <= worst && max > worst - 2 * S, "{read_cap:?}: {max}");
+    }
 }
 
 #[test]
@@ -460,4 +534,40 @@ fn configured_arrays_that_md_lacks_are_said() {
         1,
     );
     assert!(said(&e.on_snapshot(&m.healthy(), &Env::default(), 0)).is_empty());
+}
+
+/// md keeps a member's `write_error` mark through a sysfs re-add (seen on the
+/// real kernel: `vm_safety::a_leg_readded_through_sysfs_does_not_keep_its_write_error`):
+/// once the leg is in sync the mark is cleared, once; a leg added through
+/// ADD_NEW_DISK starts afresh and is left alone.
+#[test]
+fn a_sysfs_readded_leg_loses_its_write_error_mark_once_in_sync() {
+    let m = NBD;
+    let marked = || {
+        raid1(m.md)
+            .leg(m.good, 0)
+            .member(m.bad, Some(1), &["in_sync", "write_error"])
+            .snap()
+    };
+    let clear = Action::ClearWriteError {
+        array: m.md.into(),
+        device: m.bad.into(),
+    };
+    let mut e = engine();
+    fail_and_wait(&mut e, m, 0);
+    e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 99), 3 * S);
+    let a = confirmed(&mut e, &m.faulty(), m.md, m.bad, sb(UUID, 1, 99), 3 * S);
+    assert_eq!(actions(&a), vec![m.readd()]);
+    e.on_outcome(&m.readd(), &Outcome::Done, 3 * S);
+    let a = e.on_snapshot(&marked(), &Env::default(), 4 * S);
+    assert_eq!(actions(&a), vec![clear.clone()]);
+    assert!(events(&a).contains(&Event::WriteErrorCleared {
+        array: m.md.into(),
+        device: m.bad.into(),
+    }));
+    // asked once: the next look does not ask again
+    assert!(actions(&e.on_snapshot(&marked(), &Env::default(), 5 * S)).is_empty());
+    // a marked leg mdguard did not re-add through sysfs: not its business
+    let mut e = engine();
+    assert!(actions(&e.on_snapshot(&marked(), &Env::default(), 0)).is_empty());
 }

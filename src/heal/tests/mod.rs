@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::md::model::{
     Array, Bitmap, Health, Member, Snapshot, SpeedLimit, Sync, SyncAction, SyncState,
 };
+use crate::md::pressure::IoLoad;
 use crate::md::superblock::Role;
 use std::os::unix::process::ExitStatusExt;
 
@@ -200,6 +201,9 @@ fn facts(uuid: &str, role: u32, events: u64) -> SbFacts {
         dev_number: role,
         utime: 1_700_000_000 + events,
         roles: vec![Role::Active(0), Role::Active(1)],
+        device_uuid: Some(format!("{role:032x}")),
+        storage: None,
+        written_sectors: None,
     }
 }
 
@@ -277,9 +281,19 @@ fn engine_with_nbd1_reconnect() -> Engine {
 }
 
 /// The actions besides events.
+/// The actions that change something or probe a leg (no log lines, no reads
+/// for the legs' records: tests/history.rs looks at those).
 fn actions(v: &[Action]) -> Vec<Action> {
     v.iter()
-        .filter(|a| !matches!(a, Action::Log(_)))
+        .filter(|a| !matches!(a, Action::Log(_) | Action::Record { .. }))
+        .cloned()
+        .collect()
+}
+
+/// Everything but the reads for the legs' records.
+fn no_records(v: &[Action]) -> Vec<Action> {
+    v.iter()
+        .filter(|a| !matches!(a, Action::Record { .. }))
         .cloned()
         .collect()
 }
@@ -333,8 +347,10 @@ fn fail_and_wait(e: &mut Engine, m: Mirror, t0: Ms) -> Vec<Action> {
     e.on_snapshot(&m.faulty(), &Env::default(), deadline)
 }
 
+mod admission;
 mod candidates;
 mod confirm;
+mod history;
 mod lifecycle;
 mod membership;
 mod reconnect;

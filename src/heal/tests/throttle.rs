@@ -19,14 +19,16 @@ fn throttle_follows_budget_and_load_and_restores() {
     // dom0's budget below the ceiling wins
     let env = Env {
         budget_kbps: Some(8_000),
-        io_pressure: None,
+        io_load: IoLoad::Unknown,
+        ..Env::default()
     };
     let a = e.on_snapshot(&m.recovering(m.bad), &env, 3 * S);
     assert_eq!(actions(&a), vec![speed(Some(8_000))]);
     // the guest's own I/O is busy: divided
     let env = Env {
         budget_kbps: Some(8_000),
-        io_pressure: Some(55.0),
+        io_load: IoLoad::Pressure(55.0),
+        ..Env::default()
     };
     let a = e.on_snapshot(&m.recovering(m.bad), &env, 4 * S);
     assert_eq!(
@@ -80,4 +82,46 @@ fn limits_left_by_a_killed_run_are_restored() {
         }]
     );
     assert!(e.saved_speeds().is_empty());
+}
+
+/// Without PSI the busy measure is the arrays' own KiB/s: at `busy_kbps` and
+/// above the ceiling is divided, below it is not; an unknown load never is.
+#[test]
+fn without_psi_the_arrays_kbps_decides_busy() {
+    let m = NBD;
+    let speed = |max: Option<u64>| Action::SetSpeed {
+        array: m.md.into(),
+        min: None,
+        max,
+    };
+    let mut e = Engine::new(
+        cfg(|c| {
+            c.throttle.max_kbps = 8_000;
+            c.throttle.busy_kbps = 1_024;
+        }),
+        1,
+    );
+    let load = |l: IoLoad| Env {
+        budget_kbps: None,
+        io_load: l,
+        ..Env::default()
+    };
+    e.on_snapshot(&m.healthy(), &Env::default(), 0);
+    let a = e.on_snapshot(&m.recovering(m.bad), &load(IoLoad::Unknown), S);
+    assert_eq!(actions(&a), vec![speed(Some(8_000))]);
+    let a = e.on_snapshot(&m.recovering(m.bad), &load(IoLoad::ArrayKbps(1_023)), 2 * S);
+    assert!(actions(&a).is_empty(), "below busy_kbps: {a:?}");
+    let a = e.on_snapshot(&m.recovering(m.bad), &load(IoLoad::ArrayKbps(1_024)), 3 * S);
+    assert_eq!(actions(&a), vec![speed(Some(2_000))]);
+    let a = e.on_snapshot(&m.recovering(m.bad), &load(IoLoad::ArrayKbps(0)), 4 * S);
+    assert_eq!(actions(&a), vec![speed(Some(8_000))]);
+    // a pressure figure is judged against busy_pressure, not busy_kbps
+    let a = e.on_snapshot(
+        &m.recovering(m.bad),
+        &load(IoLoad::Pressure(1_500.0)),
+        5 * S,
+    );
+    assert_eq!(actions(&a), vec![speed(Some(2_000))]);
+    let a = e.on_snapshot(&m.recovering(m.bad), &load(IoLoad::Pressure(19.9)), 6 * S);
+    assert_eq!(actions(&a), vec![speed(Some(8_000))]);
 }
