@@ -50,14 +50,25 @@ rm -rf "$build"
 stage=$build/mdguard-$version
 mkdir -p "$stage/bin" "$stage/packaging" "$stage/systemd"
 install -m 0755 "$bin" "$stage/bin/mdguard"
-cp systemd/mdguard.service "$stage/systemd/"
+cp systemd/mdguard.service systemd/mdguard-host.service systemd/iscsi-reconnect.conf "$stage/systemd/"
 cp "${MDGUARD_PKG_CONFIG:-packaging/mdguard.toml}" "$stage/packaging/mdguard.toml"
-sed "s/\"mdguard [0-9][^\"]*\"/\"mdguard $version\"/" packaging/mdguard.8 > "$stage/packaging/mdguard.8"
+# the manuals (mdguard(8), mdguard.toml(5), mdguard-xenstore(7)), with this version
+mkdir -p "$stage/packaging/man"
+for page in packaging/man/*.[0-9]; do
+    sed "s/\"mdguard [0-9][^\"]*\"/\"mdguard $version\"/" "$page" > "$stage/packaging/man/$(basename "$page")"
+done
 cp README.md LICENSE-MIT LICENSE-APACHE "$stage/"
 
-# --- .deb: debhelper (enable-on-install scripts, conffiles, man page, docs) ----
+# --- .deb: debhelper (enable-on-install scripts for the guest unit, conffiles, man page, docs) ----
 cp -r packaging/debian "$stage/debian"
 cp systemd/mdguard.service "$stage/debian/mdguard.service"
+# the dom0 service, installed as mdguard-host.service (dh_installsystemd --name)
+cp systemd/mdguard-host.service "$stage/debian/mdguard.mdguard-host.service"
+# /etc/init.d/mdguard for sysvinit (and Debian's OpenRC, which runs it); the
+# native OpenRC script as an example (Alpine, Gentoo)
+cp packaging/init/mdguard.sysvinit "$stage/debian/mdguard.init"
+mkdir -p "$stage/packaging/init"
+cp packaging/init/mdguard.openrc "$stage/packaging/init/"
 top=$(dpkg-parsechangelog -l packaging/debian/changelog -S Version)
 if [[ ${top%-*} != "$version" ]]; then
     # a test build of another version: a changelog entry for it, in the copy only
@@ -74,8 +85,10 @@ deb=$out/$(basename "$deb")
 # --- .rpm: rpmbuild with the staged files as sources ------------------------
 rtop=$build/rpm
 mkdir -p "$rtop"/{SOURCES,BUILD,RPMS,SPECS,BUILDROOT}
-cp "$stage/bin/mdguard" "$stage/systemd/mdguard.service" "$stage/packaging/mdguard.toml" \
-    "$stage/packaging/mdguard.8" "$stage/README.md" "$stage/LICENSE-MIT" "$stage/LICENSE-APACHE" \
+cp "$stage/bin/mdguard" "$stage/systemd/mdguard.service" "$stage/systemd/mdguard-host.service" \
+    "$stage/systemd/iscsi-reconnect.conf" \
+    "$stage/packaging/mdguard.toml" \
+    "$stage"/packaging/man/* "$stage/README.md" "$stage/LICENSE-MIT" "$stage/LICENSE-APACHE" \
     packaging/rpm/80-mdguard.preset "$rtop/SOURCES/"
 rpmbuild -bb --quiet \
     --define "_topdir $rtop" --define "pkgversion $version" --define "pkgrelease 1" \
