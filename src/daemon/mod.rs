@@ -17,18 +17,17 @@ use crate::report::agent_state::{AgentView, ArrayView};
 use crate::report::hooks::{HookEvent, MdWatch, Runner as Hooks};
 use crate::report::schema::reported_health;
 use crate::root::Root;
+mod agent_view;
 mod legs_file;
 pub(crate) mod notify;
 pub mod pidfile;
 mod sources;
-mod state;
 
 use sources::{drain, wake, watch_config, Notifier, Source};
 
 use crate::md::pressure::LoadReader;
 use crate::md::uevent::{open_uevent, parse_uevent};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -36,9 +35,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Array -> (sync_speed_min, sync_speed_max) to put back; None = `system`.
-type SavedSpeeds = BTreeMap<String, (Option<u64>, Option<u64>)>;
 
 /// How `mdguard run` was started.
 #[derive(Debug, Clone)]
@@ -76,8 +72,6 @@ pub struct Daemon {
     read_error_logged: bool,
     /// xenstore reporting and dom0's requests (None outside Xen).
     xs: Option<crate::report::agent::Reporter>,
-    /// Speed limits to restore, as last written to the state file.
-    saved_written: SavedSpeeds,
     /// What the agent's view file says, as last written.
     view_written: Option<AgentView>,
     /// systemd watchdog: (interval, last ping).
@@ -147,7 +141,6 @@ impl Daemon {
             last_problem_count: 0,
             read_error_logged: false,
             xs: None,
-            saved_written: SavedSpeeds::new(),
             view_written: None,
             watchdog: notify::watchdog_interval().map(|d| ((d.as_millis() as Ms / 2).max(1), 0)),
             legs_file,
@@ -308,7 +301,9 @@ impl Daemon {
                 ""
             }
         ));
-        self.load_saved_speeds();
+        if let Some(saved) = self.act.load_limits() {
+            self.engine.preload_saved_speeds(saved);
+        }
         if let Some((records, from)) = legs_file::load(&self.opts.root) {
             log::info(&format!(
                 "{} leg records from {}",
@@ -348,11 +343,7 @@ impl Daemon {
             let now = self.now();
             let snap = self.snap.clone();
             let actions = self.engine.on_snapshot(&snap, &self.env, now);
-            // write-ahead: the limits to put back are on disk before mdguard
-            // changes them, so a crash between the two loses nothing
-            self.persist_saved_speeds();
             self.execute(actions);
-            self.persist_saved_speeds();
             // after the engine's events of this look: RebuildFinished, then
             // SpareActive, as mdadm says them
             for h in self.md_watch.observe(&self.engine.managed(&snap)) {
@@ -415,7 +406,7 @@ impl Daemon {
         }
         let restore = self.engine.restore_all();
         self.execute(restore);
-        self.persist_saved_speeds();
+        self.act.settle_limits(&self.engine);
         self.legs_file.keep(&self.engine.history, true);
         if !self.legs_file.flush(Duration::from_secs(2)) {
             log::warn(

@@ -59,6 +59,8 @@ pub struct Engine {
     /// dom0 runs a coordinator: proven legs ask for a turn instead of a jitter
     /// ([`super::admission`]).
     pub(super) coordinated: bool,
+    /// The inputs besides md as last given (for the limits set between looks).
+    pub(super) env: Env,
     rng: u64,
 }
 
@@ -75,6 +77,7 @@ impl Engine {
             candidates: Vec::new(),
             last: Vec::new(),
             coordinated: false,
+            env: Env::default(),
             rng: seed | 1,
         }
     }
@@ -113,6 +116,7 @@ impl Engine {
         self.note_missing(snap, &mut out);
         let managed = self.managed(snap);
         self.last = managed.clone();
+        self.env = env.clone();
         for a in &managed {
             let mem = self.arrays.entry(a.name.clone()).or_default();
             if a.uuid.is_some() {

@@ -5,6 +5,7 @@
 use super::action::{log, Action, Ms};
 use super::engine::{Engine, Env};
 use super::event::Event;
+use super::leg::Phase;
 use crate::md::model::{Array, SyncAction, SyncState};
 use crate::md::pressure::IoLoad;
 use std::collections::BTreeMap;
@@ -17,15 +18,7 @@ impl Engine {
         _now: Ms,
         out: &mut Vec<Action>,
     ) {
-        let recovering: Vec<&Array> = managed
-            .iter()
-            .filter(|a| {
-                a.sync.as_ref().is_some_and(|s| {
-                    matches!(s.action, SyncAction::Recover | SyncAction::Resync)
-                        && s.state == SyncState::Running
-                })
-            })
-            .collect();
+        let recovering: Vec<&Array> = managed.iter().filter(|a| self.recovers(a)).collect();
         let n = recovering.len().max(1) as u64;
         let t = &self.config.throttle;
         let busy = match env.io_load {
@@ -92,6 +85,31 @@ impl Engine {
                 });
             }
         }
+    }
+
+    /// A recovery runs on `a`, or is about to: a leg is being confirmed or added,
+    /// or was added and is not in sync yet. md starts copying a moment after the
+    /// add, so the limits are written before it, not after md is seen copying.
+    fn recovers(&self, a: &Array) -> bool {
+        let running = a.sync.as_ref().is_some_and(|s| {
+            matches!(s.action, SyncAction::Recover | SyncAction::Resync)
+                && s.state == SyncState::Running
+        });
+        running
+            || self
+                .legs_of(&a.name)
+                .any(|l| l.syncing || matches!(l.phase(), Phase::Confirming | Phase::Adding))
+    }
+
+    /// `out` came from a read, not from a look at md (the read before an add):
+    /// the limits an add's recovery needs go before it, judged on md as last
+    /// seen.
+    pub(super) fn limits_first(&mut self, now: Ms, out: Vec<Action>) -> Vec<Action> {
+        let (managed, env) = (self.last.clone(), self.env.clone());
+        let mut first = Vec::new();
+        self.throttle(&managed, &env, now, &mut first);
+        first.extend(out);
+        first
     }
 
     /// Limits mdguard changed and must put back, per array.

@@ -4,6 +4,7 @@
 //! come back through [`Dispatcher::drain_done`].
 
 use super::kernel;
+use super::limits_file::{LimitsFile, SavedSpeeds};
 use super::workers::{self, Done};
 use crate::clock::Clock;
 use crate::heal::{Action, Engine, Event, Ms, ProbeOutcome};
@@ -44,20 +45,33 @@ pub struct Dispatcher {
     waker: Waker,
     /// Every event logged, in order, until the daemon takes them (for hooks).
     events: Vec<Event>,
+    /// The limits to put back, on disk before and after each limit written.
+    limits: LimitsFile,
 }
 
 impl Dispatcher {
     pub fn new(root: Root, waker: Waker) -> Dispatcher {
         let (tx, rx) = channel();
         Dispatcher {
-            root,
             probing: BTreeMap::new(),
             stuck: Vec::new(),
             tx,
             rx,
             waker,
             events: Vec::new(),
+            limits: LimitsFile::new(&root),
+            root,
         }
+    }
+
+    /// The limits a previous run changed and did not put back (it was killed).
+    pub fn load_limits(&mut self) -> Option<SavedSpeeds> {
+        self.limits.load()
+    }
+
+    /// Bring the limits file to what the engine must put back (at stop).
+    pub fn settle_limits(&mut self, engine: &Engine) {
+        self.limits.after_write(&engine.saved_speeds());
     }
 
     /// The events logged since the last call, in order.
@@ -156,7 +170,11 @@ impl Dispatcher {
                     flags,
                 } => kernel::add_disk(&self.root, array, device, *role, *dev_number, *flags),
                 Action::SetSpeed { array, min, max } => {
-                    kernel::set_speed(&self.root, array, *min, *max)
+                    // write-ahead: a crash between the two loses nothing
+                    self.limits.before_write(&engine.saved_speeds());
+                    let r = kernel::set_speed(&self.root, array, *min, *max);
+                    self.limits.after_write(&engine.saved_speeds());
+                    r
                 }
             };
             let more = engine.on_outcome(&a, &result, now);

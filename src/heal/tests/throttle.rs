@@ -125,3 +125,59 @@ fn without_psi_the_arrays_kbps_decides_busy() {
     let a = e.on_snapshot(&m.recovering(m.bad), &load(IoLoad::Pressure(19.9)), 6 * S);
     assert_eq!(actions(&a), vec![speed(Some(8_000))]);
 }
+
+/// The limits are in md before the add that starts a recovery, not after md is
+/// seen copying (a bitmap-scoped copy can be over before the next look); they
+/// stay through the moment between the add and md's first look at the spare,
+/// and go back once the leg is in sync.
+#[test]
+fn the_limits_are_written_before_the_add() {
+    let m = NBD;
+    let speed = |max: Option<u64>| Action::SetSpeed {
+        array: m.md.into(),
+        min: None,
+        max,
+    };
+    let mut e = Engine::new(cfg(|c| c.throttle.max_kbps = 1_000), 1);
+    let t = fail_and_wait(&mut e, m, 0);
+    assert_eq!(actions(&t), vec![probe(m.bad)]);
+    let a = prove_and_confirm(&mut e, m, &m.faulty(), 3 * S);
+    assert_eq!(actions(&a), vec![speed(Some(1_000)), m.readd()], "{a:?}");
+    assert_eq!(e.saved_speeds().len(), 1, "on record before the write");
+    // md not yet seen recovering, the add under way, then done: kept
+    assert!(actions(&e.on_snapshot(&m.faulty(), &Env::default(), 3 * S + 1)).is_empty());
+    e.on_outcome(&m.readd(), &Outcome::Done, 3 * S + 2);
+    // bound again, in its slot, not in sync, md not copying yet
+    let added = raid1(m.md)
+        .leg(m.good, 0)
+        .member(m.bad, Some(1), &[])
+        .snap();
+    let a = e.on_snapshot(&added, &Env::default(), 3 * S + 3);
+    assert!(
+        !actions(&a).contains(&speed(None)),
+        "put back too early: {a:?}"
+    );
+    assert!(actions(&e.on_snapshot(&m.recovering(m.bad), &Env::default(), 4 * S)).is_empty());
+    let a = e.on_snapshot(&m.healthy(), &Env::default(), 5 * S);
+    assert_eq!(actions(&a), vec![speed(None)]);
+}
+
+/// A leg refused at the read before its add starts no recovery: whatever was
+/// written for it goes back at the next look.
+#[test]
+fn a_refused_add_leaves_no_limits_behind() {
+    let m = NBD;
+    let mut e = Engine::new(cfg(|c| c.throttle.max_kbps = 1_000), 1);
+    fail_and_wait(&mut e, m, 0);
+    e.on_probe(&m.faulty(), m.bad, sb(UUID, 1, 100), 3 * S);
+    // the leg moved under mdguard: another superblock at the read before the add
+    let a = confirmed(&mut e, &m.faulty(), m.md, m.bad, sb(OTHER, 1, 100), 3 * S);
+    assert!(
+        !actions(&a)
+            .iter()
+            .any(|x| matches!(x, Action::ReAdd { .. } | Action::Add { .. })),
+        "{a:?}"
+    );
+    e.on_snapshot(&m.faulty(), &Env::default(), 4 * S);
+    assert!(e.saved_speeds().is_empty(), "{:?}", e.saved_speeds());
+}
