@@ -212,6 +212,13 @@ fn merge_sync(md: Option<&MdstatSync>, sys: Option<&SysArray>) -> Option<Sync> {
         // pending, remote) which sysfs reports as idle.
         return from_md.filter(|s| s.state != SyncState::Running);
     };
+    if from_md.is_none() && sys.sync_completed == Some(SyncCompleted::None) {
+        // md reads `recover` (or the action asked for) as soon as a recovery is
+        // needed, before its thread runs: when a leg fails with nothing to
+        // recover onto, and for a moment after an add. Nothing copies and
+        // nothing waits; mdstat shows no line and sync_completed `none`.
+        return None;
+    }
     let mut s = from_md.unwrap_or(Sync {
         action,
         state: SyncState::Running,
@@ -260,4 +267,51 @@ fn merge_bitmap(md: Option<&MdstatArray>, sys: Option<&SysArray>) -> Option<Bitm
         file: mb.and_then(|b| b.file.clone()),
         location: loc,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sys(action: &str, completed: Option<SyncCompleted>) -> SysArray {
+        SysArray {
+            sync_action: Some(action.into()),
+            sync_completed: completed,
+            ..SysArray::default()
+        }
+    }
+
+    /// Right after a leg fails md says `recover` with no thread running: no
+    /// recovery (the array reads degraded, not recovering, and nothing is
+    /// throttled for it).
+    #[test]
+    fn a_recovery_md_only_needs_is_not_one() {
+        assert_eq!(
+            merge_sync(None, Some(&sys("recover", Some(SyncCompleted::None)))),
+            None
+        );
+        let running = merge_sync(
+            None,
+            Some(&sys(
+                "recover",
+                Some(SyncCompleted::Progress { done: 8, total: 64 }),
+            )),
+        )
+        .expect("a recovery");
+        assert_eq!(
+            (running.action, running.state),
+            (SyncAction::Recover, SyncState::Running)
+        );
+        // sync_completed unreadable: what sync_action says stands
+        let s = merge_sync(None, Some(&sys("recover", None))).expect("a recovery");
+        assert_eq!(s.state, SyncState::Running);
+        // queued behind another array: still said
+        let delayed = MdstatSync::Delayed(mdstat::MdstatSyncKind::Resync);
+        let s = merge_sync(
+            Some(&delayed),
+            Some(&sys("resync", Some(SyncCompleted::None))),
+        )
+        .expect("a delayed resync");
+        assert_eq!(s.state, SyncState::Delayed);
+    }
 }
