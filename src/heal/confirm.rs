@@ -49,22 +49,7 @@ impl Engine {
     }
 
     /// The leg and its witness were read again right before the add.
-    /// The add, if it comes, is preceded by the limits its recovery runs under
-    /// ([`Engine::limits_first`]).
     pub fn on_confirm(
-        &mut self,
-        snap: &Snapshot,
-        array: &str,
-        device: &str,
-        leg_read: ProbeOutcome,
-        witness_read: ProbeOutcome,
-        now: Ms,
-    ) -> Vec<Action> {
-        let out = self.confirmed(snap, array, device, leg_read, witness_read, now);
-        self.limits_first(now, out)
-    }
-
-    fn confirmed(
         &mut self,
         snap: &Snapshot,
         array: &str,
@@ -166,6 +151,8 @@ impl Engine {
         if let Some(dev_number) = new_node {
             self.make_room(&a, device, dev_number, &mut out);
         }
+        // the limits its recovery runs under go first
+        self.limits_first(now, &mut out);
         out.extend(add);
         out
     }

@@ -101,15 +101,14 @@ impl Engine {
                 .any(|l| l.syncing || matches!(l.phase(), Phase::Confirming | Phase::Adding))
     }
 
-    /// `out` came from a read, not from a look at md (the read before an add):
-    /// the limits an add's recovery needs go before it, judged on md as last
-    /// seen.
-    pub(super) fn limits_first(&mut self, now: Ms, out: Vec<Action>) -> Vec<Action> {
+    /// An add decided on a read, not on a look at md (the read before the add):
+    /// the limits its recovery needs go at the front of `out`, judged on md as
+    /// last seen.
+    pub(super) fn limits_first(&mut self, now: Ms, out: &mut Vec<Action>) {
         let (managed, env) = (self.last.clone(), self.env.clone());
         let mut first = Vec::new();
         self.throttle(&managed, &env, now, &mut first);
-        first.extend(out);
-        first
+        out.splice(0..0, first);
     }
 
     /// Limits mdguard changed and must put back, per array.
