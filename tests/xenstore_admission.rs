@@ -434,6 +434,143 @@ fn a_backend_connected_again_makes_its_guest_probe() {
     assert_eq!(sims[0].ctl("probe"), hint);
 }
 
+/// A loop device of dom0's (the host's here), detached on drop: a real block
+/// device the kernel sends uevents for.
+struct Loop {
+    name: String,
+    _file: tempfile::NamedTempFile,
+    attached: bool,
+}
+
+impl Loop {
+    fn new() -> Loop {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        file.as_file().set_len(1 << 20).unwrap();
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(file.path())
+            .output()
+            .expect("losetup (util-linux)");
+        assert!(
+            out.status.success(),
+            "this test needs a loop device (root): losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = String::from_utf8(out.stdout).unwrap();
+        Loop {
+            name: path.trim().trim_start_matches("/dev/").to_string(),
+            _file: file,
+            attached: true,
+        }
+    }
+
+    /// `physical-device` as the block hotplug script writes it: hex major:minor.
+    fn physical_device(&self) -> String {
+        let dev = fs::read_to_string(format!("/sys/class/block/{}/dev", self.name)).unwrap();
+        let (major, minor) = dev.trim().split_once(':').unwrap();
+        let hex = |n: &str| format!("{:x}", n.parse::<u32>().unwrap());
+        format!("{}:{}", hex(major), hex(minor))
+    }
+
+    /// Make the kernel say `change` for it (as a dm resume or a transport
+    /// reconnecting does).
+    fn change(&self) {
+        fs::write(format!("/sys/class/block/{}/uevent", self.name), "change").unwrap();
+    }
+
+    /// Detach its file: the kernel's own `change`, and the device has no size.
+    fn detach(&mut self) {
+        let st = Command::new("losetup")
+            .args(["-d", &format!("/dev/{}", self.name)])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        self.attached = false;
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        if self.attached {
+            let _ = Command::new("losetup")
+                .args(["-d", &format!("/dev/{}", self.name)])
+                .status();
+        }
+    }
+}
+
+/// A storage that returns under the same vbd changes nothing in xenstore:
+/// dom0's block device blkback holds comes back (a dm table swapped to a
+/// reconnected transport, a path reinstated). The kernel's uevent for that
+/// device (matched to the backend by its `physical-device`) makes dom0 ask
+/// the guests with a leg to bring back on it to probe, and no other; a
+/// change that leaves the device with no size is no return.
+#[test]
+#[ignore = "needs xenstored: run tests/xs/provision.sh (scripts/test-all.sh does)"]
+fn a_dom0_device_that_changes_makes_its_guests_probe() {
+    let mut lo = Loop::new();
+    let other = Loop::new();
+    let mut xs = Xenstored::start();
+    // 3: a failed leg on the loop device; 4: its leg there in sync;
+    // 5: a failed leg on another device
+    let mut sims = Vec::new();
+    for (id, xvdc, dev) in [
+        (3, "failed", &lo),
+        (4, "in_sync", &lo),
+        (5, "failed", &other),
+    ] {
+        let sock = xs.add_guest(id, &format!("g{id}"));
+        let devid = xs.add_vbd(id, "vbd", "xvdc", &format!("/dev/{}", dev.name));
+        xs.tool_ok(
+            "xenstore-write",
+            &[
+                &format!("/local/domain/0/backend/vbd/{id}/{devid}/physical-device"),
+                &dev.physical_device(),
+            ],
+        );
+        let mut g = Sim::new(&sock, id);
+        g.publish(if xvdc == "failed" { "degraded" } else { "ok" }, xvdc);
+        sims.push(g);
+    }
+    let service = Service::start(&xs, &[]);
+    assert!(
+        !service
+            .log()
+            .contains("cannot listen to dom0's kernel uevents"),
+        "{}",
+        service.log()
+    );
+    for g in &mut sims {
+        assert!(g
+            .wait_ctl(Duration::from_secs(20), |g| g.ctl("coordinator"))
+            .is_some());
+        assert_eq!(g.ctl("probe"), None, "no hint at start");
+    }
+    let t = Instant::now();
+    lo.change();
+    let hint = sims[0].wait_ctl(Duration::from_secs(10), |g| g.ctl("probe"));
+    assert!(hint.is_some(), "{}", service.log());
+    eprintln!(
+        "dom0 device changed -> probe token in the guest: {:?}",
+        t.elapsed()
+    );
+    service.wait_log(&format!(
+        "dom3 g3: storage back (xvdc on /dev/{0}: dom0's {0} changed): asked its agent to probe now",
+        lo.name
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sims[1].ctl("probe"), None, "its leg is in sync");
+    assert_eq!(sims[2].ctl("probe"), None, "its leg is elsewhere");
+    // the device emptied: the kernel says change, nothing is back
+    lo.detach();
+    service.wait_log(&format!(
+        "dom0's {} changed but has no size: no storage back",
+        lo.name
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sims[0].ctl("probe"), hint, "a new hint for an empty device");
+}
+
 // ---------------------------------------------------------------- real agents
 
 /// A guest's root for a real `mdguard run`: md0 is a RAID1 over nbd0 (slot 0)

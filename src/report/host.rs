@@ -28,6 +28,7 @@
 pub mod admission;
 pub mod args;
 pub mod check;
+pub mod devices;
 pub mod events;
 pub mod grants;
 pub mod guest;
@@ -394,6 +395,7 @@ pub(super) fn read_backends(
                 type_: c.try_read(&key(storage::KEY_TYPE))?,
                 state: c.try_read(&key(storage::KEY_STATE))?,
                 frontend_id: c.try_read(&key(storage::KEY_FRONTEND_ID))?,
+                physical_device: c.try_read(&key(storage::KEY_PHYSICAL_DEVICE))?,
             };
             if raw.dev.is_none() && raw.params.is_none() && raw.state.is_none() {
                 continue; // removed meanwhile (or still being written)

@@ -188,6 +188,7 @@ mod tests {
             type_: Some(b"phy".to_vec()),
             state: Some(b"4".to_vec()),
             frontend_id: Some(domid.to_string().into_bytes()),
+            physical_device: None,
         };
         Seen {
             domid,

@@ -354,6 +354,7 @@ mod tests {
             type_: Some(b"phy".to_vec()),
             state: Some(state.into()),
             frontend_id: Some(domid.to_string().into_bytes()),
+            physical_device: None,
         };
         Backend::parse(BackendKind::Vbd, domid, &devid.to_string(), &raw).unwrap()
     }

@@ -7,8 +7,10 @@
 //!   budget as [`super::admission::Coordinator`] plans, every plan written in
 //!   one transaction;
 //! - hints that storage is back: a backend whose `state` returns to 4
-//!   (connected) makes it write a new `control/mdguard/probe` token to that
-//!   guest, whose agent probes its failed legs at once;
+//!   (connected), or a dom0 block device under a backend that the kernel
+//!   says was added or changed and has a size ([`super::devices`]), makes it
+//!   write a new `control/mdguard/probe` token to that guest, whose agent
+//!   probes its failed legs at once;
 //! - says what changed in each guest's report, once per change
 //!   ([`super::events`]): in the log, and to a hook (`--hook`, run by the
 //!   agent's hook runner);
@@ -21,13 +23,15 @@
 //!   loop, nor the loop for a scrape.
 //!
 //! While nothing changes (and no ping is due) it sleeps in poll(2) with no
-//! timer and writes nothing; a timer runs only while a guest is queued (its
+//! timer and writes nothing (dom0's kernel uevents wake it, and it reads the
+//! block ones); a timer runs only while a guest is queued (its
 //! answer is refreshed) or recovers (it may fall silent), and for the pings.
 //! On SIGTERM or SIGINT it removes its announcement, its queued answers and
 //! the budgets it split, and exits 0. A restarted service adopts what is in
 //! xenstore and goes on.
 
 use super::admission::{Coordinator, Seen, Settings, Write, Written};
+use super::devices::{concerned, GuestOn};
 use super::events::{diff, HostEvent};
 use super::grants::Admission;
 use super::guest::{AgentState, GuestStatus};
@@ -38,6 +42,7 @@ use crate::clock::Clock;
 use crate::daemon::notify;
 use crate::heal::Ms;
 use crate::log;
+use crate::md::uevent::{open_uevent, parse_block_event};
 use crate::report::admission::{Answer, Request, CTL_COORDINATOR, CTL_GRANT, KEY_REQUEST};
 use crate::report::hooks::Runner;
 use crate::report::metrics::exposition::Families;
@@ -49,7 +54,7 @@ use crate::xenstore::{Access, Client, Error, Perm};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -137,6 +142,8 @@ struct Service {
     write_error: Option<String>,
     /// The last failure to write the pings, as logged.
     ping_error: Option<String>,
+    /// The kernel's uevent socket: dom0's block devices added or changed.
+    uevents: Option<OwnedFd>,
 }
 
 /// Run until SIGTERM or SIGINT. `Err` when xenstore cannot be reached at
@@ -224,6 +231,15 @@ pub fn run(settings: Settings, options: Options) -> Result<i32, Error> {
         bad_request: BTreeMap::new(),
         write_error: None,
         ping_error: None,
+        uevents: match open_uevent() {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                log::warn(&format!(
+                    "cannot listen to dom0's kernel uevents ({e}): storage back is seen in the backends' state only"
+                ));
+                None
+            }
+        },
     };
     s.c.set_timeout(Duration::from_secs(10));
     let cfg = s.coord.settings().clone();
@@ -643,31 +659,115 @@ impl Service {
         }
         let publishes = self.guests.get(&id).is_some_and(|g| g.publishes);
         if publishes && !back.is_empty() {
-            let token = new_token();
-            let what: Vec<String> = back
-                .iter()
-                .map(|b| {
-                    format!(
-                        "{} on {}",
-                        b.dev,
-                        b.storage
-                            .as_ref()
-                            .map_or("-".into(), |s| printable(s.as_str().as_bytes(), 200))
-                    )
-                })
-                .collect();
-            match super::write_control(&mut self.c, id, schema::CTL_PROBE, token.as_bytes()) {
-                Ok(()) => log::notice(&format!(
-                    "dom{id} {}: storage back ({} connected again): asked its agent to probe now",
-                    self.name(id),
-                    what.join(", ")
-                )),
-                Err(e) if e.is_connection() => return Err(e),
-                Err(e) => log::warn(&format!("dom{id}: cannot write its probe request: {e}")),
-            }
+            let what: Vec<String> = back.iter().map(|b| on_storage(b)).collect();
+            self.ask_probe(id, &format!("{} connected again", what.join(", ")))?;
         }
         if let Some(g) = self.guests.get_mut(&id) {
             g.backends = backends;
+        }
+        Ok(())
+    }
+
+    /// Write a new probe token to guest `id`: its storage is back (`why`).
+    fn ask_probe(&mut self, id: u32, why: &str) -> Result<(), Error> {
+        let token = new_token();
+        match super::write_control(&mut self.c, id, schema::CTL_PROBE, token.as_bytes()) {
+            Ok(()) => log::notice(&format!(
+                "dom{id} {}: storage back ({why}): asked its agent to probe now",
+                self.name(id)
+            )),
+            Err(e) if e.is_connection() => return Err(e),
+            Err(e) => log::warn(&format!("dom{id}: cannot write its probe request: {e}")),
+        }
+        Ok(())
+    }
+
+    /// Take every uevent queued: the block devices added or changed, by
+    /// number and name (when it has a plain one). `None` when the kernel
+    /// dropped some (the socket's buffer overflowed): any device may have
+    /// changed.
+    fn read_uevents(&mut self) -> Option<BTreeMap<(u32, u32), String>> {
+        let fd = self.uevents.as_ref()?;
+        let mut devs = BTreeMap::new();
+        let (mut lost, mut failed) = (false, None);
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) | Err(nix::errno::Errno::EAGAIN) => break,
+                Ok(n) => {
+                    if let Some(e) = parse_block_event(&buf[..n]) {
+                        if let Some(dev) = e.dev {
+                            let name = e.name.unwrap_or_else(|| format!("{}:{}", dev.0, dev.1));
+                            devs.insert(dev, name);
+                        }
+                    }
+                }
+                Err(nix::errno::Errno::ENOBUFS) => lost = true,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            log::warn(&format!(
+                "reading dom0's kernel uevents failed ({e}); no longer listening: storage back is seen in the backends' state only"
+            ));
+            self.uevents = None;
+        }
+        (!lost).then_some(devs)
+    }
+
+    /// dom0's block devices `devs` were added or changed (`None`: any may
+    /// have): ask each guest with a leg to bring back on one that now has a
+    /// size to probe now.
+    fn devices_changed(&mut self, devs: Option<BTreeMap<(u32, u32), String>>) -> Result<(), Error> {
+        let devs = devs.unwrap_or_else(|| {
+            log::warn("dom0's kernel dropped uevents: looking at every backend's device");
+            self.guests
+                .values()
+                .flat_map(|g| g.backends.iter())
+                .filter_map(|b| b.physical_device)
+                .map(|d| (d, format!("{}:{}", d.0, d.1)))
+                .collect()
+        });
+        let mut asks: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for (dev, name) in devs {
+            let guests: Vec<GuestOn> = self
+                .guests
+                .values()
+                .filter(|g| g.publishes && !g.stopped)
+                .filter_map(|g| {
+                    self.views.get(&g.domid).map(|v| GuestOn {
+                        domid: g.domid,
+                        backends: &g.backends,
+                        arrays: &v.arrays,
+                    })
+                })
+                .collect();
+            let found = concerned(dev, &guests);
+            if found.is_empty() {
+                continue;
+            }
+            if !has_size(dev) {
+                log::info(&format!(
+                    "dom0's {} changed but has no size: no storage back",
+                    printable(name.as_bytes(), 64)
+                ));
+                continue;
+            }
+            for c in found {
+                let what: Vec<String> = c.backends.iter().map(|b| on_storage(b)).collect();
+                asks.entry(c.domid).or_default().push(format!(
+                    "{}: dom0's {} changed",
+                    what.join(", "),
+                    printable(name.as_bytes(), 64)
+                ));
+            }
+        }
+        for (id, why) in asks {
+            self.ask_probe(id, &why.join("; "))?;
         }
         Ok(())
     }
@@ -716,6 +816,9 @@ impl Service {
         let mut events = self.c.take_events();
         if events.is_empty() {
             let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+            if let Some(u) = &self.uevents {
+                fds.push(PollFd::new(u.as_fd(), PollFlags::POLLIN));
+            }
             if let Some(fd) = self.c.as_raw_fd() {
                 // SAFETY: the client owns the fd and outlives `fds`.
                 let fd = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -728,6 +831,7 @@ impl Service {
         }
         let mut buf = [0u8; 64];
         while matches!(std::io::Read::read(&mut &*wake, &mut buf), Ok(n) if n > 0) {}
+        let devs = self.read_uevents();
         match self.c.poll_events() {
             Ok(ev) => events.extend(ev),
             Err(e) if e.is_connection() => return self.reconnect(),
@@ -801,6 +905,9 @@ impl Service {
                 self.read_states(id, true)?;
             }
         }
+        if devs.as_ref().map_or(true, |d| !d.is_empty()) {
+            self.devices_changed(devs)?;
+        }
         Ok(())
     }
 
@@ -855,6 +962,25 @@ impl Service {
             Err(e) => log::warn(&format!("stopping: cannot remove the announcement: {e}")),
         }
     }
+}
+
+/// `xvdc on /dev/nbd3`: a backend and its storage, for the log.
+fn on_storage(b: &Backend) -> String {
+    format!(
+        "{} on {}",
+        b.dev,
+        b.storage
+            .as_ref()
+            .map_or("-".into(), |s| printable(s.as_str().as_bytes(), 200))
+    )
+}
+
+/// dom0's block device `dev` has a size now (`/sys/dev/block/M:m/size`).
+fn has_size(dev: (u32, u32)) -> bool {
+    std::fs::read_to_string(format!("/sys/dev/block/{}:{}/size", dev.0, dev.1))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > 0)
 }
 
 fn guest_data(id: u32) -> String {

@@ -11,7 +11,11 @@
 //!   (`phy`) backend (`/dev/nbd2`, `/dev/vg0/web01`, `/dev/disk/by-path/ip-...`),
 //!   `<format>:<path>` for a `qdisk` (QEMU) backend (`aio:/srv/web01.img`);
 //! - `type` (`phy`, `qdisk`), `state` (the XenbusState, 4 = connected),
-//!   `frontend`, `frontend-id`, `mode`, ...
+//!   `frontend`, `frontend-id`, `mode`, ...;
+//! - `physical-device`: the device blkback opened, `<major>:<minor>` in hex
+//!   (`fe:3`), written by the block hotplug script (`write_dev` in
+//!   `/etc/xen/scripts/block-common.sh`) once the device is found; a qdisk
+//!   backend has none.
 //!
 //! A leg is mapped to the backend whose `dev` is its name or the disk it is a
 //! partition of ([`on_disk`]), among the backends dom0 holds for that guest
@@ -37,6 +41,7 @@ pub const KEY_PARAMS: &str = "params";
 pub const KEY_TYPE: &str = "type";
 pub const KEY_STATE: &str = "state";
 pub const KEY_FRONTEND_ID: &str = "frontend-id";
+pub const KEY_PHYSICAL_DEVICE: &str = "physical-device";
 /// Longest `params` taken (a path; longer is refused as garbage).
 pub const PARAMS_MAX: usize = 1024;
 /// Most backends read per guest and kind.
@@ -102,6 +107,7 @@ pub struct RawBackend {
     pub type_: Option<Vec<u8>>,
     pub state: Option<Vec<u8>>,
     pub frontend_id: Option<Vec<u8>>,
+    pub physical_device: Option<Vec<u8>>,
 }
 
 /// One vbd backend dom0 holds for a guest.
@@ -117,6 +123,21 @@ pub struct Backend {
     /// XenbusState (`state`).
     pub state: Option<u8>,
     pub storage: Option<StorageId>,
+    /// The dom0 block device blkback holds (`physical-device`): major, minor.
+    #[serde(skip)]
+    pub physical_device: Option<(u32, u32)>,
+}
+
+/// `physical-device`: `<major>:<minor>`, each 1 to 8 hex digits.
+fn device_number(v: &[u8]) -> Option<(u32, u32)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (major, minor) = s.split_once(':')?;
+    let hex = |h: &str| {
+        (!h.is_empty() && h.len() <= 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u32::from_str_radix(h, 16).ok())
+            .flatten()
+    };
+    Some((hex(major)?, hex(minor)?))
 }
 
 fn text(key: &str, v: &[u8], max: usize) -> Result<String, String> {
@@ -173,6 +194,13 @@ impl Backend {
             None => None,
             Some(v) => StorageId::from_params(kind, &text(KEY_PARAMS, v, PARAMS_MAX)?),
         };
+        let physical_device = match &raw.physical_device {
+            None => None,
+            Some(v) => Some(
+                device_number(v)
+                    .ok_or_else(|| format!("{KEY_PHYSICAL_DEVICE}: {}", printable(v, 24)))?,
+            ),
+        };
         Ok(Backend {
             kind,
             devid,
@@ -180,6 +208,7 @@ impl Backend {
             type_,
             state,
             storage,
+            physical_device,
         })
     }
 
@@ -520,6 +549,7 @@ mod tests {
             type_: Some(b"phy".to_vec()),
             state: Some(b"4".to_vec()),
             frontend_id: Some(b"5".to_vec()),
+            physical_device: Some(b"2b:2".to_vec()),
         }
     }
 
@@ -551,6 +581,7 @@ mod tests {
         assert_eq!(b.storage.as_ref().unwrap().as_str(), "/dev/nbd2");
         assert_eq!(b.type_.as_deref(), Some("phy"));
         assert_eq!(b.state_word(), "connected");
+        assert_eq!(b.physical_device, Some((43, 2)), "hex, as stat %t:%T");
         // qdisk: the format libxl puts in front is not part of the storage
         let q = Backend::parse(
             BackendKind::Qdisk,
@@ -611,6 +642,27 @@ mod tests {
             bad(&|r| r.params = Some(b"\xff".to_vec()), "1"),
             "params: \\xff"
         );
+        for pd in [
+            &b"43"[..],
+            b"fe:",
+            b":1",
+            b"fe:1:2",
+            b"g:1",
+            b"123456789:1",
+            b" fe:1",
+        ] {
+            assert_eq!(
+                bad(&|r| r.physical_device = Some(pd.to_vec()), "1"),
+                format!("physical-device: {}", printable(pd, 24))
+            );
+        }
+        let mut r = raw("xvdc", "/dev/mapper/leg1");
+        r.physical_device = Some(b"FE:1f".to_vec());
+        let b = Backend::parse(BackendKind::Vbd, 5, "1", &r).unwrap();
+        assert_eq!(b.physical_device, Some((254, 31)));
+        r.physical_device = None;
+        let b = Backend::parse(BackendKind::Vbd, 5, "1", &r).unwrap();
+        assert_eq!(b.physical_device, None, "not written yet, or a qdisk");
     }
 
     #[test]
