@@ -15,6 +15,8 @@ pub mod proc;
 pub mod storage;
 pub mod vm;
 pub mod xen;
+pub mod xen_clock;
+pub mod xen_dm;
 
 pub use storage::{ImageFormat, StorageServer};
 pub use vm::{Step, Vm};

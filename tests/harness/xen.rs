@@ -195,18 +195,29 @@ impl XenLab {
     /// Connect the legs in dom0, `xl create` the domU with them as xvdb and
     /// xvdc, wait for it, build md0 and wait for its first resync.
     pub fn create_domu(&mut self) {
-        let lab = self;
-        let mut timings = lab.timings.clone();
+        self.connect_legs();
+        self.create_domu_on(["/dev/nbd0", "/dev/nbd1"]);
+    }
+
+    /// Connect dom0's /dev/nbd0 and /dev/nbd1 to the two servers.
+    pub fn connect_legs(&mut self) {
         let t = Instant::now();
         for i in 0..2 {
-            lab.connect_leg(i);
+            self.connect_leg(i);
         }
-        timings.nbd_connect = t.elapsed();
+        self.timings.nbd_connect = t.elapsed();
+    }
 
+    /// `xl create` the domU with dom0's block devices `disks` as xvdb and
+    /// xvdc, wait for it, build md0 and wait for its first resync.
+    pub fn create_domu_on(&mut self, disks: [&str; 2]) {
+        let lab = self;
+        let mut timings = lab.timings.clone();
         let cfg = format!(
             "name = \"{GUEST}\"\ntype = \"pv\"\nkernel = \"/boot/vmlinux\"\nramdisk = \"/boot/domu.cpio\"\n\
              extra = \"console=hvc0 rdinit=/init\"\nmemory = 256\nvcpus = 1\n\
-             disk = [ \"phy:/dev/nbd0,xvdb,w\", \"phy:/dev/nbd1,xvdc,w\" ]\non_crash = \"preserve\"\n"
+             disk = [ \"phy:{},xvdb,w\", \"phy:{},xvdc,w\" ]\non_crash = \"preserve\"\n",
+            disks[0], disks[1]
         );
         lab.dom0_sh(&format!("cat > /etc/xen/{GUEST}.cfg <<'EOF'\n{cfg}EOF"));
         let t = Instant::now();

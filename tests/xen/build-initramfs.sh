@@ -4,12 +4,14 @@
 # Builds the two initramfs images of the real-Xen tier (uncompressed newc: no
 # decompression under TCG) into tests/xen/.cache/:
 #   domu.cpio  the PV guest: busybox, mdadm, the xenstore-* tools, mdguard,
-#              xen-blkfront + md modules, guest/domu-init and domu-ctl.
+#              xen-blkfront + md modules, guest/domu-init, domu-ctl and
+#              domu-clock.
 #   dom0.cpio  dom0: busybox, bash, flock, xenstored, xenconsoled,
 #              xen-init-dom0, xl, xenstore-control, the xenstore-* tools,
-#              the block hotplug scripts, nbd-client, mdguard, the Xen backend and virtio
-#              modules, guest/dom0-init, and the PV guest's kernel (the same
-#              Debian kernel, uncompressed) and domu.cpio under /boot.
+#              the block hotplug scripts, nbd-client, dmsetup, mdguard, the Xen
+#              backend, virtio and device-mapper modules, guest/dom0-init,
+#              and the PV guest's kernel (the same Debian kernel,
+#              uncompressed) and domu.cpio under /boot.
 # Every dynamic binary comes with the libraries ldd lists, plus libgcc_s.so.1
 # (glibc dlopens it for pthread_cancel; xl and the xenstore tools abort
 # without it). Needs tests/xen/provision.sh to have run.
@@ -103,6 +105,7 @@ copy_mods "$s" xen-blkfront md_mod raid1
 grep -q '/raid1.ko' "$s/etc/modules.order" || die "domU module list incomplete"
 install -m 0755 "$here/guest/domu-init" "$s/init"
 install -m 0755 "$here/guest/domu-ctl" "$s/bin/domu-ctl"
+install -m 0755 "$here/guest/domu-clock" "$s/bin/domu-clock"
 install -m 0755 "$repo/tests/vm/guest/snap" "$s/bin/snap"
 pack "$s" "$cache/domu.cpio"
 echo "xen build-initramfs: $cache/domu.cpio ($(du -h "$cache/domu.cpio" | cut -f1)), $(wc -l < "$s/etc/modules.order") modules" >&2
@@ -118,10 +121,13 @@ for t in xenstored xenconsoled xen-init-dom0 xl xenstore-control; do copy_bin "$
 copy_bin "$s" "$xenbin/libxl-save-helper" "${xenbin#/}/libxl-save-helper"
 for t in "${xs_tools[@]}"; do copy_bin "$s" "/usr/bin/$t" "usr/bin/$t"; done
 copy_bin "$s" "$(command -v nbd-client || echo /usr/sbin/nbd-client)" sbin/nbd-client
+# device-mapper between blkback and nbd: a leg whose storage comes back under
+# the same vbd (tests/harness/xen_dm.rs)
+copy_bin "$s" "$(command -v dmsetup || echo /usr/sbin/dmsetup)" sbin/dmsetup
 copy_mdguard "$s"
 mkdir -p "$s/etc/xen" "$s/var/lib/xen" "$s/var/log/xen/console" "$s/var/lib/xenstored"
 cp -a /etc/xen/scripts "$s/etc/xen/scripts"
-copy_mods "$s" virtio_pci virtio_net virtio_console nbd xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-blkback
+copy_mods "$s" virtio_pci virtio_net virtio_console nbd dm_mod xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-blkback
 grep -q '/xen-blkback.ko' "$s/etc/modules.order" || die "dom0 module list incomplete"
 install -m 0755 "$here/guest/dom0-init" "$s/init"
 install -m 0755 "$repo/tests/vm/guest/ctl-loop" "$s/bin/ctl-loop"

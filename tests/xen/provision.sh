@@ -10,7 +10,8 @@
 #     host (without recommends: nothing starts, no hypervisor); dom0's
 #     initramfs copies them with their libraries.
 #  3. util-linux's flock and bash for the block hotplug script (present on
-#     any Debian), file and binutils for the initramfs builder.
+#     any Debian), file and binutils for the initramfs builder, dmsetup for
+#     dom0's device-mapper legs.
 #  4. xen-hypervisor-4.17-amd64: downloaded, never installed; unpacked into
 #     tests/xen/.cache/, and boot/xen-4.17-amd64.gz decompressed to
 #     tests/xen/.cache/xen (a multiboot ELF QEMU's -kernel boots).
@@ -26,7 +27,7 @@ log() { echo "xen provision: $*" >&2; }
 
 bash "$repo/tests/vm/provision.sh"
 bash "$repo/tests/xs/provision.sh"
-apt_install util-linux bash file binutils
+apt_install util-linux bash file binutils dmsetup
 
 hyp=xen-hypervisor-4.17-amd64
 if [[ ! -s $cache/xen || ! -f $cache/xen.version ]]; then
