@@ -29,7 +29,7 @@
 mod harness;
 
 use harness::guest::{self, agent_log, check_mismatches, read_sha, write_data};
-use harness::xen::{XenLab, GUEST};
+use harness::xen::{guest_line, host_status, XenLab};
 use harness::xen_clock::{self, Link, Offset};
 use harness::xen_dm::{DmLeg, Swap};
 use serde::Serialize;
@@ -415,19 +415,10 @@ fn coordinated_guest_heals_on_the_probe_path() {
         );
     }
     assert_eq!(check_mismatches(&mut lab, "md0", WAIT), 0, "legs differ");
-    let s = lab.dom0.run(
-        "mdguard host status --timeout 10; echo rc=$?",
-        Duration::from_secs(60),
-    );
-    let line = s
-        .stdout
-        .lines()
-        .find(|l| l.split_whitespace().nth(1) == Some(GUEST))
-        .unwrap_or("")
-        .to_string();
+    let (h, rc, text) = host_status(&mut lab);
     assert!(
-        s.stdout.contains("rc=0") && line.contains("md0:ok(2/2)"),
-        "dom0's view at the end: {s:?}"
+        h == "ok" && rc == 0 && guest_line(&text).contains("md0:ok(2/2)"),
+        "dom0's view at the end (exit {rc}):\n{text}"
     );
 
     for way in [Way::Hint, Way::Probe, Way::Alone] {

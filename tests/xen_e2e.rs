@@ -14,7 +14,7 @@
 mod harness;
 
 use harness::guest::{self, agent_log, check_mismatches, read_sha, write_data};
-use harness::xen::{nbd_connect_cmd, XenLab, GUEST, XEN_IGNORE_MSG};
+use harness::xen::{guest_line, host_status, nbd_connect_cmd, XenLab, GUEST, XEN_IGNORE_MSG};
 use std::time::{Duration, Instant};
 
 const HEAL_WAIT: Duration = Duration::from_secs(300);
@@ -29,33 +29,6 @@ fn start_agent(lab: &mut XenLab) {
     lab.wait_domu("dom0 reads ok", Duration::from_secs(60), |l| {
         host_status(l).0 == "ok"
     });
-}
-
-/// `mdguard host status` in dom0: the guest's health word and the exit code.
-fn host_status(lab: &mut XenLab) -> (String, i32, String) {
-    let s = lab.dom0.run(
-        // a generous ping timeout: the domU runs under TCG
-        "mdguard host status --timeout 10; echo \"rc=$?\"",
-        Duration::from_secs(60),
-    );
-    let rc = s
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("rc="))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(-1);
-    let health = s
-        .stdout
-        .lines()
-        .find(|l| l.split_whitespace().any(|w| w == GUEST))
-        .and_then(|l| {
-            ["ok", "recovering", "degraded", "failed", "unknown"]
-                .into_iter()
-                .find(|h| l.split_whitespace().any(|w| w.eq_ignore_ascii_case(h)))
-        })
-        .unwrap_or("none")
-        .to_string();
-    (health, rc, s.stdout + &s.stderr)
 }
 
 /// Poll dom0's view until `want`, recording every distinct health seen.
@@ -123,18 +96,6 @@ fn assert_whole(lab: &mut XenLab, sha: &str, seek_mib: u32, mib: u32) {
         0,
         "legs differ after the heal"
     );
-}
-
-/// The guest's line in the text of `mdguard host status` ("" when it has none).
-fn guest_line(text: &str) -> String {
-    text.lines()
-        .find(|l| {
-            let mut w = l.split_whitespace();
-            w.next().is_some_and(|id| id.parse::<u32>().is_ok()) && w.next() == Some(GUEST)
-        })
-        .unwrap_or("")
-        .trim()
-        .to_string()
 }
 
 /// Poll dom0's `mdguard host status` until the guest reads `want`: the time

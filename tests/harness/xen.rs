@@ -429,3 +429,42 @@ impl XenLab {
         ))
     }
 }
+
+/// `mdguard host status` in dom0: the guest's health word and the exit code.
+pub fn host_status(lab: &mut XenLab) -> (String, i32, String) {
+    let s = lab.dom0.run(
+        // a generous ping timeout: the domU runs under TCG
+        "mdguard host status --timeout 10; echo \"rc=$?\"",
+        Duration::from_secs(60),
+    );
+    let rc = s
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rc="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1);
+    let health = s
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == GUEST))
+        .and_then(|l| {
+            ["ok", "recovering", "degraded", "failed", "unknown"]
+                .into_iter()
+                .find(|h| l.split_whitespace().any(|w| w.eq_ignore_ascii_case(h)))
+        })
+        .unwrap_or("none")
+        .to_string();
+    (health, rc, s.stdout + &s.stderr)
+}
+
+/// The guest's line in the text of `mdguard host status` ("" when it has none).
+pub fn guest_line(text: &str) -> String {
+    text.lines()
+        .find(|l| {
+            let mut w = l.split_whitespace();
+            w.next().is_some_and(|id| id.parse::<u32>().is_ok()) && w.next() == Some(GUEST)
+        })
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
