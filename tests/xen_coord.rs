@@ -442,14 +442,19 @@ fn coordinated_guest_heals_on_the_probe_path() {
         rounds
     );
     if let Some(path) = std::env::var_os("MDGUARD_XEN_COORD_JSON") {
-        let uname = std::process::Command::new("uname")
-            .arg("-a")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
+        let run = |cmd: &str, args: &[&str]| {
+            std::process::Command::new(cmd)
+                .args(args)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default()
+        };
         let json = serde_json::json!({
             "scenario": "tests/xen_coord.rs coordinated_guest_heals_on_the_probe_path",
-            "host": uname,
+            "date": run("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+            "commit": run("git", &["rev-parse", "--short", "HEAD"]),
+            "host": run("uname", &["-a"]),
             "load_start": load_start,
             "load_end": load_end,
             "rounds": rounds,
