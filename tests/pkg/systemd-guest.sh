@@ -176,6 +176,13 @@ systemctl start mdguard-host 2>/dev/null && fail "mdguard-host started without x
 wait_for 10 sh -c 'journalctl -b -o cat | grep -q "cannot reach xenstore: xenstore not available"' ||
     fail "no xenstore error from mdguard-host in the journal"
 say "mdguard-host.service past its condition: $(systemctl show -p ActiveState,Result,ExecMainStatus mdguard-host | tr '\n' ' ')'$(journalctl -b -o cat | grep -m1 'cannot reach xenstore')'"
+# its sandbox lets it hear dom0's block uevents (the storage-back hint): the
+# socket is opened before xenstore is reached (RestrictAddressFamilies= without
+# AF_NETLINK makes it "cannot listen to dom0's kernel uevents (... not supported)")
+hj=$(journalctl -b -o cat -u mdguard-host)
+grep -q "cannot listen to dom0's kernel uevents" <<<"$hj" && fail "mdguard-host's sandbox blocks the uevent socket: $(grep -m1 'cannot listen' <<<"$hj")"
+grep -q "listening to dom0's kernel uevents" <<<"$hj" || fail "mdguard-host never said it listens to uevents; its journal: $hj"
+say "mdguard-host.service in its sandbox: '$(grep -m1 "listening to dom0's kernel uevents" <<<"$hj")'"
 rm -r /run/systemd/system/mdguard-host.service.d
 systemctl daemon-reload
 systemctl reset-failed mdguard-host

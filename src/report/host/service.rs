@@ -158,6 +158,22 @@ pub fn run(settings: Settings, options: Options) -> Result<i32, Error> {
         signal_hook::low_level::pipe::register(sig, wake_w.try_clone().map_err(Error::Io)?)
             .map_err(Error::Io)?;
     }
+    // Listening starts before anything is read, so a device that comes back
+    // while the guests are first read is queued, not missed.
+    let uevents = match open_uevent() {
+        Ok(fd) => {
+            log::info(
+                "listening to dom0's kernel uevents (a block device under a vbd coming back)",
+            );
+            Some(fd)
+        }
+        Err(e) => {
+            log::warn(&format!(
+                "cannot listen to dom0's kernel uevents ({e}): storage back is seen in the backends' state only"
+            ));
+            None
+        }
+    };
     let c = match Client::open() {
         Ok(c) => c,
         Err(e) => {
@@ -231,15 +247,7 @@ pub fn run(settings: Settings, options: Options) -> Result<i32, Error> {
         bad_request: BTreeMap::new(),
         write_error: None,
         ping_error: None,
-        uevents: match open_uevent() {
-            Ok(fd) => Some(fd),
-            Err(e) => {
-                log::warn(&format!(
-                    "cannot listen to dom0's kernel uevents ({e}): storage back is seen in the backends' state only"
-                ));
-                None
-            }
-        },
+        uevents,
     };
     s.c.set_timeout(Duration::from_secs(10));
     let cfg = s.coord.settings().clone();
