@@ -180,10 +180,10 @@ say "mdguard-host.service past its condition: $(systemctl show -p ActiveState,Re
 # socket is opened before xenstore is reached (RestrictAddressFamilies= without
 # AF_NETLINK makes it "cannot listen to dom0's kernel uevents (... not supported)")
 # (not -u: a process that exits at once can lose its unit in the journal)
-hj=$(journalctl -b -o cat)
-grep -q "cannot listen to dom0's kernel uevents" <<<"$hj" && fail "mdguard-host's sandbox blocks the uevent socket: $(grep -m1 'cannot listen' <<<"$hj")"
-grep -q "listening to dom0's kernel uevents" <<<"$hj" || fail "mdguard-host never said it listens to uevents; the journal ends: $(tail -n 15 <<<"$hj")"
-say "mdguard-host.service in its sandbox: '$(grep -m1 "listening to dom0's kernel uevents" <<<"$hj")'"
+journalctl -b -o cat > /run/hj.txt
+grep -q "cannot listen to dom0's kernel uevents" /run/hj.txt && fail "mdguard-host's sandbox blocks the uevent socket: $(grep -m1 'cannot listen' /run/hj.txt)"
+grep -q "listening to dom0's kernel uevents" /run/hj.txt || fail "mdguard-host never said it listens to uevents; the journal ends: $(tail -n 15 /run/hj.txt)"
+say "mdguard-host.service in its sandbox: '$(grep -m1 "listening to dom0's kernel uevents" /run/hj.txt)'"
 rm -r /run/systemd/system/mdguard-host.service.d
 systemctl daemon-reload
 systemctl reset-failed mdguard-host
