@@ -21,8 +21,9 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-/// Watch events kept while the caller does not drain them; beyond that the
-/// oldest are dropped and [`Client::take_events_lost`] reports it.
+/// Watch events kept while the caller does not drain them (unless
+/// [`Client::set_event_limit`] says otherwise); beyond that the oldest are
+/// dropped and [`Client::take_events_lost`] reports it.
 pub const MAX_QUEUED_EVENTS: usize = 1024;
 
 /// How many times [`Client::transaction`] retries a commit that got EAGAIN.
@@ -39,6 +40,8 @@ pub struct Client {
     watches: Vec<(String, String)>,
     reconnected: bool,
     events_lost: bool,
+    /// Most watch events queued.
+    event_limit: usize,
     timeout: Duration,
     /// Counts connections made (1 after `open`), for callers and tests.
     generation: u64,
@@ -61,6 +64,7 @@ impl Client {
             watches: Vec::new(),
             reconnected: false,
             events_lost: false,
+            event_limit: MAX_QUEUED_EVENTS,
             timeout: Duration::from_secs(10),
             generation: 1,
         })
@@ -73,6 +77,13 @@ impl Client {
     /// How long one request may wait for its reply (default 10 s).
     pub fn set_timeout(&mut self, t: Duration) {
         self.timeout = t;
+    }
+
+    /// Keep up to `n` watch events (at least [`MAX_QUEUED_EVENTS`]): a
+    /// caller with many watches, each of which fires once when it is set,
+    /// would otherwise lose events and have to read everything again.
+    pub fn set_event_limit(&mut self, n: usize) {
+        self.event_limit = n.max(MAX_QUEUED_EVENTS);
     }
 
     /// The connection's fd for a poll loop; `None` while disconnected. It
@@ -180,7 +191,7 @@ impl Client {
             if m.ty == MsgType::WatchEvent {
                 match wire::parse_watch_event(&m.payload) {
                     Ok(ev) => {
-                        if self.events.len() >= MAX_QUEUED_EVENTS {
+                        if self.events.len() >= self.event_limit {
                             self.events.pop_front();
                             self.events_lost = true;
                         }
@@ -637,16 +648,20 @@ mod tests {
         assert!(!c.is_connected());
     }
 
-    #[test]
-    fn event_queue_is_bounded() {
+    /// `n` watch events sent at once to a client keeping up to `limit`
+    /// (None: the default), none taken meanwhile: were some lost, and the
+    /// events kept.
+    fn flood(n: usize, limit: Option<usize>) -> (bool, Vec<WatchEvent>) {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("s");
         let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         let mut c = Client::connect(Endpoint::Socket(sock)).unwrap();
+        if let Some(l) = limit {
+            c.set_event_limit(l);
+        }
         let (mut s, _) = l.accept().unwrap();
-        let n = MAX_QUEUED_EVENTS + 10;
-        // One buffer, one write: ~30 KB fits the socket buffer (many tiny
-        // writes would not, and would block this single-threaded test).
+        // One buffer, one write, from a thread: many tiny writes would fill
+        // the socket buffer and block this test.
         let mut all = Vec::new();
         for i in 0..n {
             let p = format!("/e/{i}\0t\0");
@@ -661,15 +676,34 @@ mod tests {
             c.pump(None).unwrap();
         }
         let _s = writer.join().unwrap();
-        assert!(c.take_events_lost());
+        let lost = c.take_events_lost();
         assert!(!c.take_events_lost());
-        let evs = c.take_events();
+        (lost, c.take_events())
+    }
+
+    #[test]
+    fn event_queue_is_bounded() {
+        let n = MAX_QUEUED_EVENTS + 10;
+        let (lost, evs) = flood(n, None);
+        assert!(lost);
         assert_eq!(evs.len(), MAX_QUEUED_EVENTS);
         assert_eq!(
             evs.last().unwrap().path,
             format!("/e/{}", n - 1),
             "newest kept"
         );
+    }
+
+    #[test]
+    fn a_client_with_many_watches_keeps_more_events() {
+        // a thousand watches fire once each when set, and a few change
+        let (lost, evs) = flood(1100, Some(3000));
+        assert!(!lost);
+        assert_eq!(evs.len(), 1100);
+        // never fewer than the default
+        let (lost, evs) = flood(MAX_QUEUED_EVENTS, Some(10));
+        assert!(!lost);
+        assert_eq!(evs.len(), MAX_QUEUED_EVENTS);
     }
 
     impl Client {

@@ -33,7 +33,7 @@ pub mod error;
 pub mod transport;
 pub mod wire;
 
-pub use client::{Client, Txn};
+pub use client::{Client, Txn, MAX_QUEUED_EVENTS};
 pub use error::{Error, Result};
 pub use transport::Endpoint;
 pub use wire::{Access, Perm, WatchEvent, XsErrno};
