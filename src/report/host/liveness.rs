@@ -59,11 +59,23 @@ impl Pinger {
         self.round.as_ref().map(|(t, _)| t.as_str())
     }
 
-    /// Is a new round due at `now`?
+    /// Is a new round due at `now`? Not while an answer to this one is
+    /// awaited (a guest asked late, after the writes to a thousand others,
+    /// has its whole timeout).
     pub fn round_due(&self, now: Ms) -> bool {
         self.round
             .as_ref()
             .map_or(true, |(_, at)| now >= at.saturating_add(self.every))
+            && self.awaited().is_none()
+    }
+
+    /// When the first answer still awaited is due.
+    fn awaited(&self) -> Option<Ms> {
+        self.asked
+            .iter()
+            .filter(|(id, _)| !self.answered.contains(id) && !self.overdue.contains(id))
+            .map(|(_, at)| at.saturating_add(self.timeout))
+            .min()
     }
 
     /// Begin a round with `token`: nobody is asked yet.
@@ -141,13 +153,8 @@ impl Pinger {
             .round
             .as_ref()
             .map(|(_, at)| at.saturating_add(self.every));
-        let answer = self
-            .asked
-            .iter()
-            .filter(|(id, _)| !self.answered.contains(id) && !self.overdue.contains(id))
-            .map(|(_, at)| at.saturating_add(self.timeout))
-            .min();
-        [round.or(Some(0)), answer].into_iter().flatten().min()
+        // no round begins while an answer is awaited
+        self.awaited().or(round).or(Some(0))
     }
 
     /// Guest `id`'s agent: `read` is what its publication says (`None`: it
@@ -172,6 +179,21 @@ mod tests {
     use AgentState::*;
 
     const S: Ms = 1000;
+
+    #[test]
+    fn a_guest_asked_late_has_its_whole_timeout_before_the_next_round() {
+        // rounds every 2 s, 2 s to answer; the writes to the others took
+        // 0.5 s, so guest 8 was asked at 0.5 s
+        let mut p = Pinger::new(2 * S, 2 * S);
+        p.begin("t1".into(), 0);
+        p.asked(8, S / 2);
+        assert!(!p.round_due(2 * S), "its answer is awaited until 2.5 s");
+        assert_eq!(p.next_due(), Some(2 * S + S / 2));
+        assert!(p.overdue(2 * S).is_empty());
+        assert_eq!(p.overdue(2 * S + S / 2), [8]);
+        assert_eq!(p.judge(8, NotAsked, NotAsked), Silent);
+        assert!(p.round_due(2 * S + S / 2));
+    }
 
     #[test]
     fn a_round_asks_answers_and_finds_the_silent() {
