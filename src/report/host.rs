@@ -12,7 +12,8 @@
 //!   [`grants`]: what the metrics say of it;
 //! - [`liveness`]: `host run`'s pings, its agents' liveness;
 //! - [`events`]: `host run`'s hook events, the changes between two looks;
-//! - [`service`]: `host run` itself, the dom0 service.
+//! - [`service`]: `host run` itself, the dom0 service; [`writer`]: its
+//!   writes, in transactions.
 //!
 //! `D` is a domid or a domain name; without `--domain` every guest (not
 //! dom0) is addressed. `status` and `check` ping every agent that published
@@ -36,6 +37,7 @@ pub mod liveness;
 pub mod render;
 pub mod service;
 pub mod storage;
+pub mod writer;
 
 use crate::clock::{unix_now, unix_time};
 use crate::report::schema::{self, ArrayJson, Health};
@@ -245,11 +247,29 @@ pub(super) fn write_control(c: &mut Client, id: u32, key: &str, value: &[u8]) ->
 /// What guest `id` published, judged ([`judge`]); its agent not yet asked.
 /// Read in one transaction, as the guest writes it: never half an update.
 pub(super) fn read_guest(c: &mut Client, id: u32) -> Result<GuestStatus, Error> {
-    let name = domain_name(c, id);
-    c.transaction(|t| read_guest_in(t, id, &name))
+    Ok(read_guest_with(c, id, &[])?.0)
 }
 
-fn read_guest_in(t: &mut Txn<'_>, id: u32, name: &str) -> Result<GuestStatus, Error> {
+/// [`read_guest`], and in the same transaction the value of each of `extra`,
+/// keys of the guest's `data/mdguard` (`None`: absent). A key the listing of
+/// `data/mdguard` does not name is not read: each read is a request, and
+/// xenstored 4.17 with 1000 domains spends about a millisecond on one
+/// (benches/host_scale.rs).
+pub(super) fn read_guest_with(
+    c: &mut Client,
+    id: u32,
+    extra: &[&str],
+) -> Result<(GuestStatus, Vec<Option<Vec<u8>>>), Error> {
+    let name = domain_name(c, id);
+    c.transaction(|t| read_guest_in(t, id, &name, extra))
+}
+
+fn read_guest_in(
+    t: &mut Txn<'_>,
+    id: u32,
+    name: &str,
+    extra: &[&str],
+) -> Result<(GuestStatus, Vec<Option<Vec<u8>>>), Error> {
     let base = format!("/local/domain/{id}/{}", schema::DATA_DIR);
     let mut g = GuestStatus::new(id, name.to_string());
     let keys = match t.directory(&base) {
@@ -257,10 +277,22 @@ fn read_guest_in(t: &mut Txn<'_>, id: u32, name: &str) -> Result<GuestStatus, Er
         Err(e) if e.is_not_found() => Vec::new(),
         Err(e) => return Err(e),
     };
-    if keys.is_empty() {
-        return Ok(g);
+    // what the listing names, read; the rest is absent
+    let read = |t: &mut Txn<'_>, key: &str| -> Result<Option<Vec<u8>>, Error> {
+        if keys.iter().any(|k| k == key) {
+            t.try_read(&format!("{base}/{key}"))
+        } else {
+            Ok(None)
+        }
+    };
+    let mut values = Vec::new();
+    for k in extra {
+        values.push(read(t, k)?);
     }
-    let published = match t.try_read(&format!("{base}/{}", schema::KEY_HEALTH))? {
+    if keys.is_empty() {
+        return Ok((g, values));
+    }
+    let published = match read(t, schema::KEY_HEALTH)? {
         None => {
             g.errors.push("health missing".into());
             Health::Unknown
@@ -270,31 +302,32 @@ fn read_guest_in(t: &mut Txn<'_>, id: u32, name: &str) -> Result<GuestStatus, Er
             Health::Unknown
         }),
     };
-    g.agent = if t
-        .try_read(&format!("{base}/{}", schema::KEY_STOPPED))?
-        .is_some()
-    {
+    g.agent = if read(t, schema::KEY_STOPPED)?.is_some() {
         AgentState::Stopped
     } else {
         AgentState::NotAsked
     };
-    match t.try_read(&format!("{base}/{}", schema::KEY_VERSION))? {
+    match read(t, schema::KEY_VERSION)? {
         None => g.errors.push("version missing".into()),
         Some(v) => match schema::parse_u64(&v) {
             Ok(n) => g.version = Some(n),
             Err(e) => g.errors.push(format!("version: {e}")),
         },
     }
-    if let Some(v) = t.try_read(&format!("{base}/{}", schema::KEY_UPDATED))? {
+    if let Some(v) = read(t, schema::KEY_UPDATED)? {
         match schema::parse_u64(&v) {
             Ok(n) => g.updated = Some(n),
             Err(e) => g.errors.push(format!("updated: {e}")),
         }
     }
-    let names = match t.directory(&format!("{base}/{}", schema::KEY_ARRAYS)) {
-        Ok(v) => v,
-        Err(e) if e.is_not_found() => Vec::new(),
-        Err(e) => return Err(e),
+    let names = if keys.iter().any(|k| k == schema::KEY_ARRAYS) {
+        match t.directory(&format!("{base}/{}", schema::KEY_ARRAYS)) {
+            Ok(v) => v,
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => return Err(e),
+        }
+    } else {
+        Vec::new()
     };
     if names.len() > ARRAYS_MAX {
         g.errors.push(format!(
@@ -322,7 +355,7 @@ fn read_guest_in(t: &mut Txn<'_>, id: u32, name: &str) -> Result<GuestStatus, Er
     }
     g.health = Some(judge(published, &arrays, &mut g.errors));
     g.arrays = arrays;
-    Ok(g)
+    Ok((g, values))
 }
 
 /// Every domain's report; each agent that published is pinged (unless
@@ -627,43 +660,77 @@ fn on_storage(
 
 /// Ask each of `doms` to answer (one token, written to each guest's
 /// `control/mdguard/ping`, its `data/mdguard/pong` watched) and wait up to
-/// `timeout` for all: who answered, after how long.
+/// `timeout` for all: who answered, after how long. A pong is read when its
+/// watch fires, and only then: with 1000 guests, reading every pong still
+/// awaited at each wake-up was a million reads.
 fn ask(
     c: &mut Client,
     doms: &[(u32, String)],
     timeout: Duration,
 ) -> Result<BTreeMap<u32, Duration>, HostError> {
     let token = new_token();
-    let mut pending: BTreeMap<u32, String> = BTreeMap::new();
+    // every watch fires once when set: room for that and an answer each
+    c.set_event_limit(crate::xenstore::MAX_QUEUED_EVENTS + 2 * doms.len());
+    // watch token -> guest, and whether its watch has fired once (when set)
+    let mut pending: BTreeMap<String, (u32, bool)> = BTreeMap::new();
     for (id, _) in doms {
         let pong = format!(
             "/local/domain/{id}/{}/{}",
             schema::DATA_DIR,
             schema::KEY_PONG
         );
-        c.watch(&pong, &format!("pong-{id}"))?;
-        pending.insert(*id, pong);
+        let watch = format!("pong-{id}");
+        c.watch(&pong, &watch)?;
+        pending.insert(watch, (*id, false));
     }
     let start = Instant::now();
-    for (id, _) in doms {
-        write_control(c, *id, schema::CTL_PING, token.as_bytes())?;
+    let writes: Vec<admission::Write> = doms
+        .iter()
+        .map(|(id, _)| admission::Write {
+            domid: *id,
+            key: schema::CTL_PING,
+            value: Some(token.as_bytes().to_vec()),
+        })
+        .collect();
+    // a guest gone meanwhile is not waited for
+    for id in writer::write_plan(c, &writes)? {
+        pending.remove(&format!("pong-{id}"));
     }
     let mut answered = BTreeMap::new();
     while !pending.is_empty() {
-        let done: Vec<u32> = pending
-            .iter()
-            .filter(|(_, pong)| matches!(c.try_read(pong), Ok(Some(v)) if v == token.as_bytes()))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in done {
-            pending.remove(&id);
-            answered.insert(id, start.elapsed());
-        }
         let left = timeout.saturating_sub(start.elapsed());
-        if pending.is_empty() || left.is_zero() {
+        if left.is_zero() {
             break;
         }
-        c.wait_events(left)?;
+        let events = c.wait_events(left)?;
+        // the pongs to read: those whose watch fired after it was set (or
+        // all, when events were lost)
+        let lost = c.take_events_lost();
+        let mut read: std::collections::BTreeSet<String> = Default::default();
+        for ev in events {
+            if let Some((_, fired)) = pending.get_mut(&ev.token) {
+                // each watch fires once when set, before any change
+                if std::mem::replace(fired, true) {
+                    read.insert(ev.token);
+                }
+            }
+        }
+        if lost {
+            read = pending.keys().cloned().collect();
+            pending.values_mut().for_each(|(_, fired)| *fired = true);
+        }
+        for w in read {
+            let Some(&(id, _)) = pending.get(&w) else { continue };
+            let pong = format!(
+                "/local/domain/{id}/{}/{}",
+                schema::DATA_DIR,
+                schema::KEY_PONG
+            );
+            if c.try_read(&pong)?.as_deref() == Some(token.as_bytes()) {
+                answered.insert(id, start.elapsed());
+                pending.remove(&w);
+            }
+        }
     }
     Ok(answered)
 }

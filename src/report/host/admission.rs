@@ -261,7 +261,7 @@ impl Coordinator {
     }
 
     /// What to write for the guests as `seen` at `now`.
-    pub fn plan(&self, seen: &[Seen], now: Ms) -> Plan {
+    pub fn plan<'a>(&self, seen: impl IntoIterator<Item = &'a Seen>, now: Ms) -> Plan {
         let s = &self.settings;
         let mut order = self.order;
         let mut decisions = Vec::new();
@@ -465,10 +465,9 @@ impl Coordinator {
             }
         }
         // guests that vanished: their places are free, nothing to write
+        let present: BTreeSet<u32> = judged.iter().map(|j| j.seen.domid).collect();
         for (domid, w) in &self.written {
-            if !seen.iter().any(|g| g.domid == *domid)
-                && matches!(w.answer, Some(Answer::Granted { .. }))
-            {
+            if !present.contains(domid) && matches!(w.answer, Some(Answer::Granted { .. })) {
                 decisions.push(Decision::Released {
                     domid: *domid,
                     why: "it vanished",

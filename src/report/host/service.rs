@@ -37,7 +37,8 @@ use super::grants::Admission;
 use super::guest::{AgentState, GuestStatus};
 use super::liveness::Pinger;
 use super::storage::{Backend, BackendKind, STATE_CONNECTED};
-use super::{domain_name, domids, new_token, read_backends, read_guest};
+use super::writer::write_plan;
+use super::{domain_name, domids, new_token, read_backends, read_guest_with};
 use crate::clock::Clock;
 use crate::daemon::notify;
 use crate::heal::Ms;
@@ -50,7 +51,7 @@ use crate::report::metrics::host::{host_metrics, xenstore_up};
 use crate::report::metrics::listener::{Limits, Listener};
 use crate::report::schema::{self, CONTROL_DIR, CTL_BUDGET, CTL_PING, DATA_DIR, KEY_PONG};
 use crate::text::printable;
-use crate::xenstore::{Access, Client, Error, Perm};
+use crate::xenstore::{Client, Error, MAX_QUEUED_EVENTS};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -91,9 +92,10 @@ pub struct Options {
 pub struct Snapshot {
     /// xenstore could be read (false while the service reconnects).
     pub up: bool,
-    /// Every domain, as `host metrics` lists them.
-    pub guests: Vec<GuestStatus>,
-    pub admission: Admission,
+    /// Every domain, as `host metrics` lists them (shared with the loop:
+    /// a snapshot copies no guest).
+    pub guests: Vec<Arc<GuestStatus>>,
+    pub admission: Arc<Admission>,
 }
 
 impl Snapshot {
@@ -120,11 +122,15 @@ struct Service {
     clock: Clock,
     /// The domains watched and read (dom0 included).
     known: BTreeSet<u32>,
+    /// Domains whose data watch was just set and read: the watch's first
+    /// firing (xenstored fires each watch once when it is set, before any
+    /// change) says nothing new and is not read again.
+    fresh: BTreeSet<u32>,
     /// Every guest (domid > 0) under /local/domain, as last read.
     guests: BTreeMap<u32, Seen>,
     /// Every domain as last read, its agent as judged: what events are
     /// found between and the metrics show.
-    views: BTreeMap<u32, GuestStatus>,
+    views: BTreeMap<u32, Arc<GuestStatus>>,
     /// What each domain's publication says of its agent (`stopped`,
     /// `not-asked`, or none), before the pings' judgement.
     read_agent: BTreeMap<u32, AgentState>,
@@ -133,6 +139,12 @@ struct Service {
     published: Option<Published>,
     /// Something the metrics show changed since the last snapshot.
     dirty: bool,
+    /// Something the planner sees changed since its last plan.
+    replan: bool,
+    /// When to plan again though nothing changes, as the last plan said.
+    plan_due: Option<Ms>,
+    /// Resync admission as the last plan left it, for the metrics.
+    admission: Arc<Admission>,
     names: BTreeMap<u32, String>,
     /// Each backend's last `state`.
     states: BTreeMap<BackendKey, Option<u8>>,
@@ -233,6 +245,7 @@ pub fn run(settings: Settings, options: Options) -> Result<i32, Error> {
         coord: Coordinator::new(settings, token),
         clock: Clock::start(),
         known: BTreeSet::new(),
+        fresh: BTreeSet::new(),
         guests: BTreeMap::new(),
         views: BTreeMap::new(),
         read_agent: BTreeMap::new(),
@@ -242,6 +255,9 @@ pub fn run(settings: Settings, options: Options) -> Result<i32, Error> {
         hooks: options.hooks.as_ref().map(Runner::new),
         published,
         dirty: true,
+        replan: true,
+        plan_due: None,
+        admission: Arc::default(),
         names: BTreeMap::new(),
         states: BTreeMap::new(),
         bad_request: BTreeMap::new(),
@@ -365,6 +381,7 @@ impl Service {
                 .any(|(p, t)| *p == path && *t == token)
             {
                 self.c.watch(&path, &token)?;
+                self.fresh.insert(id);
             }
             self.names.insert(id, domain_name(&mut self.c, id));
             if id == 0 {
@@ -381,6 +398,9 @@ impl Service {
             self.read(id)?;
             self.read_states(id, !first)?;
         }
+        // each watch fires once when set: room for that and a change each
+        self.c
+            .set_event_limit(MAX_QUEUED_EVENTS + 2 * self.known.len());
         Ok(())
     }
 
@@ -394,7 +414,9 @@ impl Service {
             }
         }
         self.known.remove(&id);
+        self.fresh.remove(&id);
         self.guests.remove(&id);
+        self.replan = true;
         self.views.remove(&id);
         self.read_agent.remove(&id);
         if let Some(p) = &mut self.pinger {
@@ -409,7 +431,16 @@ impl Service {
     /// What an earlier coordinator left in guest `id`'s `control/mdguard/`.
     fn read_written(&mut self, id: u32) -> Result<Written, Error> {
         let dir = format!("/local/domain/{id}/{CONTROL_DIR}");
-        let read = |c: &mut Client, k: &str| c.try_read(&format!("{dir}/{k}"));
+        // one listing, then only what it names: most guests have nothing
+        let keys = match self.c.directory(&dir) {
+            Ok(k) => k,
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let read = |c: &mut Client, k: &str| match keys.iter().any(|n| n == k) {
+            true => c.try_read(&format!("{dir}/{k}")),
+            false => Ok(None),
+        };
         let mut w = Written::default();
         if let Some(v) = read(&mut self.c, CTL_COORDINATOR)? {
             w.coordinator = schema::parse_token(&v).ok();
@@ -426,31 +457,27 @@ impl Service {
     /// Read domain `id`'s publication into what the planner sees (a guest)
     /// and what the events and metrics see.
     fn read(&mut self, id: u32) -> Result<(), Error> {
-        let g = match read_guest(&mut self.c, id) {
-            Ok(g) => g,
+        // its answer to a ping and its request, in the same transaction
+        let (g, mut extra) = match read_guest_with(&mut self.c, id, &[KEY_PONG, KEY_REQUEST]) {
+            Ok(v) => v,
             Err(e) if e.is_connection() => return Err(e),
             Err(e) => {
                 log::warn(&format!("dom{id}: cannot read its data: {e}"));
                 return Ok(());
             }
         };
-        let pong = match (&self.pinger, g.health) {
-            (Some(_), Some(_)) => self.c.try_read(&pong_path(id))?,
-            _ => None,
-        };
+        let request = extra.pop().flatten();
+        let pong = extra.pop().flatten().filter(|_| self.pinger.is_some() && g.health.is_some());
         if id != 0 {
-            self.see(id, &g)?;
+            self.see(id, &g, request);
         }
         self.update_view(id, g, pong.as_deref());
         Ok(())
     }
 
     /// What the planner sees of guest `id`, from `g` and its request.
-    fn see(&mut self, id: u32, g: &GuestStatus) -> Result<(), Error> {
-        let request = match self
-            .c
-            .try_read(&format!("{}/{KEY_REQUEST}", guest_data(id)))?
-        {
+    fn see(&mut self, id: u32, g: &GuestStatus, request: Option<Vec<u8>>) {
+        let request = match request {
             None => {
                 self.bad_request.remove(&id);
                 None
@@ -495,7 +522,7 @@ impl Service {
             backends,
         };
         self.guests.insert(id, seen);
-        Ok(())
+        self.replan = true;
     }
 
     /// Domain `id` read anew as `g` (with its `pong`): its agent judged, the
@@ -515,8 +542,8 @@ impl Service {
             None => read,
         };
         self.read_agent.insert(id, read);
-        let before = self.views.insert(id, g);
-        let events = diff(before.as_ref(), &self.views[&id]);
+        let before = self.views.insert(id, Arc::new(g));
+        let events = diff(before.as_deref(), &self.views[&id]);
         self.emit(events);
         self.dirty = true;
     }
@@ -534,7 +561,7 @@ impl Service {
         let now = p.judge(id, read, v.agent);
         if now != v.agent {
             let before = v.clone();
-            let v = self.views.get_mut(&id).expect("looked up");
+            let v = Arc::make_mut(self.views.get_mut(&id).expect("looked up"));
             v.agent = now;
             let events = diff(Some(&before), v);
             self.emit(events);
@@ -603,7 +630,7 @@ impl Service {
                     value: Some(token.clone()),
                 })
                 .collect();
-            match write_all(&mut self.c, &writes) {
+            match write_plan(&mut self.c, &writes) {
                 Ok(_) => self.ping_error = None,
                 Err(e) if e.is_connection() => return Err(e),
                 Err(e) => {
@@ -615,7 +642,9 @@ impl Service {
                 }
             }
             // asked even when the write failed: asked again next round,
-            // not at every turn
+            // not at every turn. Its time to answer runs from now, the
+            // writes done: with 1000 guests they take seconds
+            let now = self.now();
             let p = self.pinger.as_mut().expect("pinging");
             for id in ask {
                 p.asked(id, now);
@@ -630,11 +659,10 @@ impl Service {
             return;
         }
         let Some(p) = &self.published else { return };
-        let seen: Vec<Seen> = self.guests.values().cloned().collect();
         let snap = Snapshot {
             up: true,
             guests: self.views.values().cloned().collect(),
-            admission: Admission::of_coordinator(&self.coord, &seen),
+            admission: self.admission.clone(),
         };
         *p.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
     }
@@ -671,7 +699,10 @@ impl Service {
             self.ask_probe(id, &format!("{} connected again", what.join(", ")))?;
         }
         if let Some(g) = self.guests.get_mut(&id) {
-            g.backends = backends;
+            if g.backends != backends {
+                g.backends = backends;
+                self.replan = true;
+            }
         }
         Ok(())
     }
@@ -780,18 +811,30 @@ impl Service {
         Ok(())
     }
 
-    /// Plan, write the plan in one transaction, log what it decided. When to
-    /// plan again though nothing changes, if ever.
+    /// Plan when something the planner sees changed or the last plan is
+    /// due (not at each answer to a ping: with 1000 guests a plan is a
+    /// look at each), write it ([`write_plan`]), log what it decided. When
+    /// to plan again though nothing changes, if ever.
     fn coordinate(&mut self) -> Option<Ms> {
-        let seen: Vec<Seen> = self.guests.values().cloned().collect();
         let now = self.now();
-        let plan = self.coord.plan(&seen, now);
+        if !self.replan && self.plan_due.map_or(true, |d| now < d) {
+            return self.plan_due;
+        }
+        let due = self.plan_now(now);
+        self.plan_due = due;
+        due
+    }
+
+    fn plan_now(&mut self, now: Ms) -> Option<Ms> {
+        self.replan = false;
+        let plan = self.coord.plan(self.guests.values(), now);
         if plan.writes.is_empty() {
             let due = plan.next_due;
             self.coord.apply(plan, &[]);
+            self.admission_changed();
             return due;
         }
-        match write_all(&mut self.c, &plan.writes) {
+        match write_plan(&mut self.c, &plan.writes) {
             Ok(skipped) => {
                 self.write_error = None;
                 for d in &plan.decisions {
@@ -799,7 +842,7 @@ impl Service {
                 }
                 let due = plan.next_due;
                 self.coord.apply(plan, &skipped);
-                self.dirty = true;
+                self.admission_changed();
                 due
             }
             Err(e) => {
@@ -811,7 +854,19 @@ impl Service {
                     ));
                     self.write_error = Some(why);
                 }
+                self.replan = true;
                 Some(now + 1000)
+            }
+        }
+    }
+
+    /// The metrics' view of the admission, after a plan.
+    fn admission_changed(&mut self) {
+        if self.published.is_some() {
+            let a = Admission::of_coordinator(&self.coord, self.guests.values());
+            if *self.admission != a {
+                self.admission = Arc::new(a);
+                self.dirty = true;
             }
         }
     }
@@ -846,6 +901,8 @@ impl Service {
             Err(e) => return Err(e),
         }
         if self.c.take_events_lost() {
+            // a first firing may be among the lost: none is skipped
+            self.fresh.clear();
             // too many at once: read everything again
             let ids: Vec<u32> = self.known.iter().copied().collect();
             for id in ids {
@@ -878,6 +935,9 @@ impl Service {
                         .and_then(|n| schema::parse_u64(n.as_bytes()).ok())
                         .and_then(|n| u32::try_from(n).ok())
                     {
+                        if self.fresh.remove(&id) && ev.path == guest_data(id) {
+                            continue; // its first firing: read just now
+                        }
                         // an answer to a ping changes nothing else
                         if ev.path == pong_path(id) {
                             pongs.insert(id);
@@ -944,9 +1004,11 @@ impl Service {
             self.guests.remove(&id);
             self.coord.adopt(id, Written::default());
         }
+        self.replan = true;
         // read every domain again; the views stay, so nothing that did not
         // change is said again
         self.known.clear();
+        self.fresh.clear();
         // pings written before may be lost with the store: a new round, so
         // nobody is silent for a token it never saw
         let now = self.now();
@@ -962,7 +1024,7 @@ impl Service {
     fn stop(&mut self) {
         let writes = self.coord.stop();
         let guests: BTreeSet<u32> = writes.iter().map(|w| w.domid).collect();
-        match write_all(&mut self.c, &writes) {
+        match write_plan(&mut self.c, &writes) {
             Ok(_) => log::notice(&format!(
                 "mdguard host run stopping: announcement removed from {} guest(s)",
                 guests.len()
@@ -1006,47 +1068,6 @@ fn backend_domid(path: &str) -> Option<u32> {
     let _kind = parts.next()?;
     let id = schema::parse_u64(parts.next()?.as_bytes()).ok()?;
     u32::try_from(id).ok()
-}
-
-/// Carry `writes` out in one transaction, `n0 r<domid>` on what is written
-/// (the guest may read, never write). A guest whose home is gone is skipped:
-/// nothing is created for it. The skipped guests.
-fn write_all(c: &mut Client, writes: &[Write]) -> Result<Vec<u32>, Error> {
-    c.transaction(|t| {
-        let mut skipped = Vec::new();
-        let mut ready: BTreeSet<u32> = BTreeSet::new();
-        for w in writes {
-            if skipped.contains(&w.domid) {
-                continue;
-            }
-            let home = format!("/local/domain/{}", w.domid);
-            let dir = format!("{home}/{CONTROL_DIR}");
-            let path = format!("{dir}/{}", w.key);
-            let perms = [Perm::new(0, Access::None), Perm::new(w.domid, Access::Read)];
-            if !ready.contains(&w.domid) {
-                if t.try_read(&home)?.is_none() {
-                    skipped.push(w.domid);
-                    continue;
-                }
-                if w.value.is_some() {
-                    t.mkdir(&dir)?;
-                    t.set_perms(&dir, &perms)?;
-                    ready.insert(w.domid);
-                }
-            }
-            match &w.value {
-                Some(v) => {
-                    t.write(&path, v)?;
-                    t.set_perms(&path, &perms)?;
-                }
-                None => match t.rm(&path) {
-                    Err(e) if e.is_not_found() => {}
-                    r => r?,
-                },
-            }
-        }
-        Ok(skipped)
-    })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! escaped; a label set a guest repeats (two members of one name) is kept once
 //! and counted in the guest's `mdguard_problems`.
 
+use std::borrow::Borrow;
 use super::array::{flag, from_json, push_array};
 use super::exposition::Families;
 use super::guest::{AGENT_UP, PROBLEMS};
@@ -54,10 +55,11 @@ pub fn xenstore_up(f: &mut Families, up: bool) {
 
 /// Every guest's series (after [`xenstore_up`]), with resync admission as
 /// `admission` has it; then each storage's places, when known.
-pub fn host_metrics(guests: &[GuestStatus], admission: &Admission) -> Families {
+pub fn host_metrics<G: Borrow<GuestStatus>>(guests: &[G], admission: &Admission) -> Families {
     let mut f = Families::new();
     xenstore_up(&mut f, true);
     for g in guests {
+        let g: &GuestStatus = g.borrow();
         let name = strip_controls(&g.name, DOMAIN_MAX);
         let domid = g.domid.to_string();
         let labels = [("domain", name.as_str()), ("domid", domid.as_str())];
