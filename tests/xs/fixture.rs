@@ -278,26 +278,47 @@ impl Xenstored {
     /// `control/` dom0's), and return a socket path whose clients speak as
     /// that guest through the shared ring.
     pub fn add_guest(&mut self, domid: u32, name: &str) -> PathBuf {
+        let r = self.introduce_guest(domid, name);
+        let sock = self.dir.path().join(format!("guest-{domid}.sock"));
+        let b = GuestBridge::start(&r.ring, &self.evtchn(), r.port, &sock);
+        self.bridges.push(b);
+        sock
+    }
+
+    /// The toolstack's part of [`Xenstored::add_guest`] alone: guest `domid`
+    /// created ([`Xenstored::guest_home`]) and introduced, with no bridge to
+    /// its ring.
+    pub fn introduce_guest(&self, domid: u32, name: &str) -> GuestRing {
+        self.guest_home(domid, name);
+        self.introduce(domid)
+    }
+
+    /// Guest `domid`'s home as a toolstack writes it (owned by dom0 and
+    /// readable by the guest, `data/` owned by the guest, `control/` dom0's),
+    /// not yet introduced.
+    pub fn guest_home(&self, domid: u32, name: &str) {
         use mdguard::xenstore::{Access, Perm};
-        let mut c = self.client();
         let home = format!("/local/domain/{domid}");
-        c.mkdir(&home).unwrap();
-        c.set_perms(
-            &home,
-            &[Perm::new(0, Access::None), Perm::new(domid, Access::Read)],
-        )
-        .unwrap();
-        c.write(&format!("{home}/name"), name.as_bytes()).unwrap();
-        c.mkdir(&format!("{home}/data")).unwrap();
-        c.set_perms(&format!("{home}/data"), &[Perm::new(domid, Access::None)])
+        let guest_reads = [Perm::new(0, Access::None), Perm::new(domid, Access::Read)];
+        self.client()
+            .transaction(|t| {
+                t.mkdir(&home)?;
+                t.set_perms(&home, &guest_reads)?;
+                t.write(&format!("{home}/name"), name.as_bytes())?;
+                t.mkdir(&format!("{home}/data"))?;
+                t.set_perms(&format!("{home}/data"), &[Perm::new(domid, Access::None)])?;
+                t.mkdir(&format!("{home}/control"))?;
+                t.set_perms(&format!("{home}/control"), &guest_reads)
+            })
             .unwrap();
-        c.mkdir(&format!("{home}/control")).unwrap();
-        c.set_perms(
-            &format!("{home}/control"),
-            &[Perm::new(0, Access::None), Perm::new(domid, Access::Read)],
-        )
-        .unwrap();
-        c.introduce(domid, 0, 1).unwrap();
+    }
+
+    /// Introduce guest `domid` (its home made): xenstored maps its ring
+    /// (through the shim) and binds a port for it. Those, to carry its
+    /// bytes (a caller with many guests does it itself:
+    /// benches/host_scale.rs).
+    pub fn introduce(&self, domid: u32) -> GuestRing {
+        self.client().introduce(domid, 0, 1).unwrap();
         let ring = self.dir.path().join(format!("ring-{domid}"));
         assert!(ring.exists(), "shim did not map a ring for dom{domid}");
         // The port xenstored bound for this guest: oxenstored only looks at
@@ -307,11 +328,22 @@ impl Xenstored {
             .trim()
             .parse()
             .unwrap();
-        let sock = self.dir.path().join(format!("guest-{domid}.sock"));
-        let b = GuestBridge::start(&ring, &self.dir.path().join("evtchn"), port, &sock);
-        self.bridges.push(b);
-        sock
+        GuestRing { domid, ring, port }
     }
+
+    /// The FIFO that notifies xenstored (a 4-byte port number per wake-up).
+    pub fn evtchn(&self) -> PathBuf {
+        self.dir.path().join("evtchn")
+    }
+}
+
+/// An introduced guest domain: the file the shim maps as its xenstore ring,
+/// and the event channel port xenstored bound for it.
+#[derive(Debug, Clone)]
+pub struct GuestRing {
+    pub domid: u32,
+    pub ring: PathBuf,
+    pub port: u32,
 }
 
 impl Xenstored {
@@ -432,8 +464,43 @@ fn put(f: &fs::File, off: u64, v: u32) {
     f.write_all_at(&v.to_le_bytes(), off).unwrap();
 }
 
-fn notify(evt: &fs::File, port: u32) {
+/// Tell xenstored that guest `port`'s ring moved.
+pub fn notify(evt: &fs::File, port: u32) {
     let _ = (&*evt).write(&port.to_le_bytes());
+}
+
+/// How many request bytes the guest's ring takes now.
+pub fn ring_space(ring: &fs::File) -> usize {
+    let cons = get(ring, REQ_CONS);
+    let prod = get(ring, REQ_PROD);
+    (RING as u32 - prod.wrapping_sub(cons)) as usize
+}
+
+/// Append `bytes` (at most [`ring_space`]) to the guest's requests.
+pub fn ring_put(ring: &fs::File, bytes: &[u8]) {
+    let prod = get(ring, REQ_PROD);
+    let at = prod as u64 % RING;
+    let first = bytes.len().min((RING - at) as usize);
+    ring.write_all_at(&bytes[..first], REQ + at).unwrap();
+    ring.write_all_at(&bytes[first..], REQ).unwrap();
+    put(ring, REQ_PROD, prod.wrapping_add(bytes.len() as u32));
+}
+
+/// Take every reply and watch event xenstored wrote to the guest's ring
+/// (empty: nothing new).
+pub fn ring_take(ring: &fs::File) -> Vec<u8> {
+    let cons = get(ring, RSP_CONS);
+    let prod = get(ring, RSP_PROD);
+    let n = prod.wrapping_sub(cons) as usize;
+    let mut out = vec![0u8; n];
+    if n > 0 {
+        let at = cons as u64 % RING;
+        let first = n.min((RING - at) as usize);
+        ring.read_exact_at(&mut out[..first], RSP + at).unwrap();
+        ring.read_exact_at(&mut out[first..], RSP).unwrap();
+        put(ring, RSP_CONS, prod);
+    }
+    out
 }
 
 impl GuestBridge {
@@ -465,18 +532,12 @@ impl GuestBridge {
                 }
                 if let Some(s) = client.as_mut() {
                     // Guest -> ring (requests), as much as fits.
-                    let cons = get(&ring, REQ_CONS);
-                    let prod = get(&ring, REQ_PROD);
-                    let space = (RING as u32 - prod.wrapping_sub(cons)) as usize;
+                    let space = ring_space(&ring);
                     if space > 0 {
-                        match s.read(&mut buf[..space]) {
+                        match s.read(&mut buf[..space.min(1024)]) {
                             Ok(0) => client = None,
                             Ok(n) => {
-                                for (i, b) in buf[..n].iter().enumerate() {
-                                    let at = (prod as u64 + i as u64) % RING;
-                                    ring.write_all_at(&[*b], REQ + at).unwrap();
-                                }
-                                put(&ring, REQ_PROD, prod.wrapping_add(n as u32));
+                                ring_put(&ring, &buf[..n]);
                                 notify(&evt, port);
                                 busy = true;
                             }
@@ -485,23 +546,13 @@ impl GuestBridge {
                     }
                 }
                 // Ring -> guest (replies, watch events).
-                let cons = get(&ring, RSP_CONS);
-                let prod = get(&ring, RSP_PROD);
-                if prod != cons {
-                    let n = prod.wrapping_sub(cons) as usize;
-                    let mut out = vec![0u8; n];
-                    for (i, b) in out.iter_mut().enumerate() {
-                        let at = (cons as u64 + i as u64) % RING;
-                        let mut one = [0u8; 1];
-                        ring.read_exact_at(&mut one, RSP + at).unwrap();
-                        *b = one[0];
-                    }
+                let out = ring_take(&ring);
+                if !out.is_empty() {
                     if let Some(s) = client.as_mut() {
                         s.set_nonblocking(false).unwrap();
                         let _ = s.write_all(&out);
                         s.set_nonblocking(true).unwrap();
                     }
-                    put(&ring, RSP_CONS, prod);
                     notify(&evt, port);
                     busy = true;
                 }

@@ -18,7 +18,9 @@
  *    mapping the same file and speaking the xenstore ring protocol.
  *  - event channels: one FIFO $XS_SHIM_DIR/evtchn is the xenevtchn fd; a test
  *    "notifies" xenstored by writing a 4-byte port number to it. Local ports
- *    bound by xenstored are written to $XS_SHIM_DIR/port-<domid>.
+ *    bound by xenstored are written to $XS_SHIM_DIR/port-<domid>. xenstored's
+ *    notifications to a guest go to the FIFO $XS_SHIM_DIR/notify-<port> when
+ *    a test made one (an event-driven bridge), else nowhere.
  *  - xc_domain_getinfo: every domain exists and runs, except those with a file
  *    $XS_SHIM_DIR/dead-<domid> (then it is reported dying).
  *  - setrlimit: clamped to the hard limit instead of failing.
@@ -307,7 +309,35 @@ int xenevtchn_bind_interdomain(void *h, uint32_t domid, unsigned remote)
     return (int)port;
 }
 int xenevtchn_unbind(void *h, unsigned port) { (void)h; (void)port; return 0; }
-int xenevtchn_notify(void *h, unsigned port) { (void)h; (void)port; return 0; }
+/* xenstored notifies a guest after writing its replies or watch events to the
+ * ring, and after taking requests from a full ring. A test that wants to be
+ * woken (instead of polling the ring) makes the FIFO $XS_SHIM_DIR/notify-<port>
+ * and reads it; each notify writes one byte to it (dropped when the FIFO is
+ * full: the reader has a wake-up pending anyway). Opened read-write, so a
+ * reader that went away costs no SIGPIPE. Without the FIFO a notify does
+ * nothing. */
+#define NOTIFY_PORTS 4096
+static int notify_fd[NOTIFY_PORTS]; /* fd + 1; 0: not open */
+int xenevtchn_notify(void *h, unsigned port)
+{
+    (void)h;
+    if (port >= NOTIFY_PORTS)
+        return 0;
+    if (!notify_fd[port]) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/notify-%u", shim_dir(), port);
+        int (*real_open)(const char *, int, ...) = dlsym(RTLD_NEXT, "open");
+        int fd = real_open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+            return 0;
+        notify_fd[port] = fd + 1;
+    }
+    char b = 1;
+    if (write(notify_fd[port] - 1, &b, 1) < 0) {
+        /* full (EAGAIN): a wake-up is pending already */
+    }
+    return 0;
+}
 int xenevtchn_unmask(void *h, unsigned port) { (void)h; (void)port; return 0; }
 int xenevtchn_pending(void *h)
 {
