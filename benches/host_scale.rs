@@ -189,10 +189,18 @@ fn status_field(text: &str, key: &str) -> u64 {
 
 fn proc_of(pid: u32) -> Proc {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let f: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let mut switches = 0;
-    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
         if let Ok(s) = std::fs::read_to_string(t.path().join("status")) {
             switches += status_field(&s, "voluntary_ctxt_switches:")
                 + status_field(&s, "nonvoluntary_ctxt_switches:");
@@ -366,7 +374,10 @@ fn host_run_over_a_thousand_guests() {
     println!("{}", serde_json::to_string_pretty(&result).unwrap());
     eprintln!("scale: results in {out}");
     for (name, _) in runs {
-        assert!(result[*name].get("failed").is_none(), "the {name} run failed");
+        assert!(
+            result[*name].get("failed").is_none(),
+            "the {name} run failed"
+        );
     }
 }
 
@@ -455,7 +466,10 @@ fn scenario(cfg: &Config, traced: bool) -> Value {
         }
         let log = svc.log();
         let tail: Vec<&str> = log.lines().rev().take(20).collect();
-        panic!("scraping the listener: {why}; the service's log ends:\n{}", tail.join("\n"))
+        panic!(
+            "scraping the listener: {why}; the service's log ends:\n{}",
+            tail.join("\n")
+        )
     };
     let n = cfg.guests as usize;
     let listed = every(SCRAPE_WAIT, Duration::from_secs(300), || {
@@ -470,7 +484,10 @@ fn scenario(cfg: &Config, traced: bool) -> Value {
     .expect("the listener lists every guest");
     let announced = wait_for(Duration::from_secs(300), || {
         let q = quiet.stats.lock().unwrap().clone();
-        let c: Vec<Option<Instant>> = changing.iter().map(|c| *c.announced.lock().unwrap()).collect();
+        let c: Vec<Option<Instant>> = changing
+            .iter()
+            .map(|c| *c.announced.lock().unwrap())
+            .collect();
         (q.announced + c.iter().flatten().count() == n).then(|| {
             c.iter()
                 .flatten()
@@ -541,7 +558,11 @@ fn scenario(cfg: &Config, traced: bool) -> Value {
     let all_degraded = wait_for(Duration::from_secs(120), || {
         failed
             .iter()
-            .all(|t| watcher.first(DEGRADED, t.domid, t.failed.unwrap()).is_some())
+            .all(|t| {
+                watcher
+                    .first(DEGRADED, t.domid, t.failed.unwrap())
+                    .is_some()
+            })
             .then_some(())
     });
     std::thread::sleep(Duration::from_secs(1));
@@ -556,13 +577,19 @@ fn scenario(cfg: &Config, traced: bool) -> Value {
     let returned = Instant::now();
     let times: Vec<Times> = changing
         .iter()
-        .map(|c| c.wait(Duration::from_secs(900)).expect("the guest recovered"))
+        .map(|c| {
+            c.wait(Duration::from_secs(900))
+                .expect("the guest recovered")
+        })
         .collect();
     let all_done = Instant::now();
     let all_granted = wait_for(Duration::from_secs(60), || {
         times
             .iter()
-            .all(|t| t.granted.is_some_and(|g| watcher.first(GRANTED, t.domid, g).is_some()))
+            .all(|t| {
+                t.granted
+                    .is_some_and(|g| watcher.first(GRANTED, t.domid, g).is_some())
+            })
             .then_some(())
     });
     std::thread::sleep(Duration::from_secs(1));
@@ -639,17 +666,21 @@ fn scenario(cfg: &Config, traced: bool) -> Value {
         .windows(2)
         .map(|w| {
             let by = trace.count_all(w[0], w[1]);
-            by.iter().filter(|(c, _)| **c != conn).map(|(_, c)| c.total()).sum()
+            by.iter()
+                .filter(|(c, _)| **c != conn)
+                .map(|(_, c)| c.total())
+                .sum()
         })
         .collect();
 
     // latencies
     let by_id: BTreeMap<u32, &Times> = times.iter().map(|t| (t.domid, t)).collect();
-    let to_metric_degraded = gaps(
-        failed
-            .iter()
-            .map(|t| (t.failed, t.failed.and_then(|f| seen.first(DEGRADED, t.domid, f)))),
-    );
+    let to_metric_degraded = gaps(failed.iter().map(|t| {
+        (
+            t.failed,
+            t.failed.and_then(|f| seen.first(DEGRADED, t.domid, f)),
+        )
+    }));
     let to_answer = gaps(times.iter().map(|t| (t.asked, t.answered)));
     let to_grant_at_once = gaps(
         times
@@ -657,11 +688,12 @@ fn scenario(cfg: &Config, traced: bool) -> Value {
             .filter(|t| !t.queued)
             .map(|t| (t.asked, t.granted)),
     );
-    let to_metric_granted = gaps(
-        times
-            .iter()
-            .map(|t| (t.granted, t.granted.and_then(|g| seen.first(GRANTED, t.domid, g)))),
-    );
+    let to_metric_granted = gaps(times.iter().map(|t| {
+        (
+            t.granted,
+            t.granted.and_then(|g| seen.first(GRANTED, t.domid, g)),
+        )
+    }));
     // a queued guest's grant after the place it got was freed: the last
     // request removed on its storage before its grant
     let handover = gaps(times.iter().filter(|t| t.queued).map(|t| {

@@ -335,7 +335,10 @@ fn the_service_reads_each_guest_once_and_only_what_is_there() {
     for id in 1..=N {
         let sock = xs.add_guest(id, &format!("g{id}"));
         xs.add_vbd(id, "vbd", "xvdc", &format!("/dev/vg_s/g{id}"));
-        agents.push(LiveAgent::start(&sock, vec![md0(Health::Ok, "in_sync", None)]));
+        agents.push(LiveAgent::start(
+            &sock,
+            vec![md0(Health::Ok, "in_sync", None)],
+        ));
     }
     let service = Service::start(&xs, &[]);
     let mut c = xs.client();
@@ -364,7 +367,12 @@ fn the_service_reads_each_guest_once_and_only_what_is_there() {
     // the last watch's first firing has had time to come in
     std::thread::sleep(Duration::from_millis(500));
     for id in 1..=N {
-        assert_eq!(reads(id, "data/mdguard/health"), 1, "dom{id}:\n{}", service.log());
+        assert_eq!(
+            reads(id, "data/mdguard/health"),
+            1,
+            "dom{id}:\n{}",
+            service.log()
+        );
         for absent in [
             "data/mdguard/stopped",
             "data/mdguard/pong",

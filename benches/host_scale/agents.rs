@@ -13,10 +13,10 @@
 //!   time once granted, healthy again, request removed), with the instant of
 //!   each step.
 
+use crate::guests::md0;
 use mdguard::report::admission::Answer;
 use mdguard::report::asker::Asker;
 use mdguard::report::publisher::{Op, Publisher};
-use crate::guests::md0;
 use mdguard::report::schema::{
     control_key, ArraySummary, ControlEvent, ControlState, Health, CONTROL_KEYS,
 };
@@ -348,7 +348,6 @@ impl Changing {
     pub fn wait(&self, timeout: Duration) -> Option<Times> {
         self.done.recv_timeout(timeout).ok()
     }
-
 }
 
 impl Drop for Changing {

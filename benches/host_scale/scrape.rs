@@ -28,7 +28,6 @@ pub fn try_get(port: u16) -> Result<String, String> {
     Ok(body.to_string())
 }
 
-
 /// The domid of a series line with a `domid` label whose value is `1`, if
 /// the line is of `family` and carries `label` (`health="degraded"`).
 pub fn domid_with(line: &str, family: &str, label: &str) -> Option<u32> {
@@ -139,10 +138,19 @@ mod tests {
     #[test]
     fn a_line_names_its_guest_when_its_state_is_set() {
         let l = r#"mdguard_guest_health{domain="g7",domid="7",health="degraded"} 1"#;
-        assert_eq!(domid_with(l, "mdguard_guest_health", r#"health="degraded""#), Some(7));
+        assert_eq!(
+            domid_with(l, "mdguard_guest_health", r#"health="degraded""#),
+            Some(7)
+        );
         let off = r#"mdguard_guest_health{domain="g7",domid="7",health="degraded"} 0"#;
-        assert_eq!(domid_with(off, "mdguard_guest_health", r#"health="degraded""#), None);
-        assert_eq!(domid_with(l, "mdguard_guest_health", r#"health="ok""#), None);
+        assert_eq!(
+            domid_with(off, "mdguard_guest_health", r#"health="degraded""#),
+            None
+        );
+        assert_eq!(
+            domid_with(l, "mdguard_guest_health", r#"health="ok""#),
+            None
+        );
         assert_eq!(domid_with(l, "mdguard_guest", r#"health="degraded""#), None);
     }
 }

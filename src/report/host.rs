@@ -250,6 +250,10 @@ pub(super) fn read_guest(c: &mut Client, id: u32) -> Result<GuestStatus, Error> 
     Ok(read_guest_with(c, id, &[])?.0)
 }
 
+/// The values of keys read beside a guest's data, in the order asked
+/// (`None`: absent).
+pub(super) type Values = Vec<Option<Vec<u8>>>;
+
 /// [`read_guest`], and in the same transaction the value of each of `extra`,
 /// keys of the guest's `data/mdguard` (`None`: absent). A key the listing of
 /// `data/mdguard` does not name is not read: each read is a request, and
@@ -259,7 +263,7 @@ pub(super) fn read_guest_with(
     c: &mut Client,
     id: u32,
     extra: &[&str],
-) -> Result<(GuestStatus, Vec<Option<Vec<u8>>>), Error> {
+) -> Result<(GuestStatus, Values), Error> {
     let name = domain_name(c, id);
     c.transaction(|t| read_guest_in(t, id, &name, extra))
 }
@@ -269,7 +273,7 @@ fn read_guest_in(
     id: u32,
     name: &str,
     extra: &[&str],
-) -> Result<(GuestStatus, Vec<Option<Vec<u8>>>), Error> {
+) -> Result<(GuestStatus, Values), Error> {
     let base = format!("/local/domain/{id}/{}", schema::DATA_DIR);
     let mut g = GuestStatus::new(id, name.to_string());
     let keys = match t.directory(&base) {
@@ -720,7 +724,9 @@ fn ask(
             pending.values_mut().for_each(|(_, fired)| *fired = true);
         }
         for w in read {
-            let Some(&(id, _)) = pending.get(&w) else { continue };
+            let Some(&(id, _)) = pending.get(&w) else {
+                continue;
+            };
             let pong = format!(
                 "/local/domain/{id}/{}/{}",
                 schema::DATA_DIR,

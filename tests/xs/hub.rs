@@ -101,7 +101,8 @@ const WOKEN: u64 = 1;
 const CLIENT: u64 = 2;
 
 fn watch(ep: &Epoll, fd: impl AsFd, data: u64) {
-    ep.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, data)).unwrap();
+    ep.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, data))
+        .unwrap();
 }
 
 fn run(carried: &mut [Carried], evt: &fs::File, stop: &AtomicBool) {

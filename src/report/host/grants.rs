@@ -85,7 +85,10 @@ impl Admission {
     /// for its standing request, the queue in the order it is served, the
     /// budget it wrote, and every storage group with the grants held on it
     /// (a leg without a dom0 backend is a group of its own and not listed).
-    pub fn of_coordinator<'a>(c: &Coordinator, seen: impl IntoIterator<Item = &'a Seen>) -> Admission {
+    pub fn of_coordinator<'a>(
+        c: &Coordinator,
+        seen: impl IntoIterator<Item = &'a Seen>,
+    ) -> Admission {
         let patterns = &c.settings().groups;
         let mut guests = BTreeMap::new();
         let mut queue: Vec<(Option<u64>, u32)> = Vec::new();

@@ -467,7 +467,10 @@ impl Service {
             }
         };
         let request = extra.pop().flatten();
-        let pong = extra.pop().flatten().filter(|_| self.pinger.is_some() && g.health.is_some());
+        let pong = extra
+            .pop()
+            .flatten()
+            .filter(|_| self.pinger.is_some() && g.health.is_some());
         if id != 0 {
             self.see(id, &g, request);
         }

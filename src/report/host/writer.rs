@@ -170,7 +170,10 @@ mod tests {
                     w(9, CTL_BUDGET, Some("10000")),
                     w(9, CTL_GRANT, Some("t-1")),
                 ],
-                vec![w(3, CTL_PING, Some("p")), w(8, CTL_COORDINATOR, Some("host-1"))],
+                vec![
+                    w(3, CTL_PING, Some("p")),
+                    w(8, CTL_COORDINATOR, Some("host-1"))
+                ],
             ]
         );
     }

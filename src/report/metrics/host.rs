@@ -10,7 +10,6 @@
 //! escaped; a label set a guest repeats (two members of one name) is kept once
 //! and counted in the guest's `mdguard_problems`.
 
-use std::borrow::Borrow;
 use super::array::{flag, from_json, push_array};
 use super::exposition::Families;
 use super::guest::{AGENT_UP, PROBLEMS};
@@ -18,6 +17,7 @@ use crate::md::model::Health;
 use crate::report::host::grants::{Admission, Grant};
 use crate::report::host::guest::{AgentState, GuestStatus};
 use crate::text::strip_controls;
+use std::borrow::Borrow;
 
 pub const GUEST_PUBLISHING: &str = "mdguard_guest_publishing";
 pub const GUEST_HEALTH: &str = "mdguard_guest_health";
