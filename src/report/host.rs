@@ -247,33 +247,42 @@ pub(super) fn write_control(c: &mut Client, id: u32, key: &str, value: &[u8]) ->
 /// What guest `id` published, judged ([`judge`]); its agent not yet asked.
 /// Read in one transaction, as the guest writes it: never half an update.
 pub(super) fn read_guest(c: &mut Client, id: u32) -> Result<GuestStatus, Error> {
-    Ok(read_guest_with(c, id, &[])?.0)
+    Ok(read_guest_with(c, id, [])?.0)
+}
+
+/// Guest `id`'s answer to a ping (`data/mdguard/pong`).
+pub(super) fn pong_path(id: u32) -> String {
+    format!(
+        "/local/domain/{id}/{}/{}",
+        schema::DATA_DIR,
+        schema::KEY_PONG
+    )
 }
 
 /// The values of keys read beside a guest's data, in the order asked
 /// (`None`: absent).
-pub(super) type Values = Vec<Option<Vec<u8>>>;
+pub(super) type Values<const N: usize> = [Option<Vec<u8>>; N];
 
 /// [`read_guest`], and in the same transaction the value of each of `extra`,
 /// keys of the guest's `data/mdguard` (`None`: absent). A key the listing of
 /// `data/mdguard` does not name is not read: each read is a request, and
 /// xenstored 4.17 with 1000 domains spends about a millisecond on one
 /// (benches/host_scale.rs).
-pub(super) fn read_guest_with(
+pub(super) fn read_guest_with<const N: usize>(
     c: &mut Client,
     id: u32,
-    extra: &[&str],
-) -> Result<(GuestStatus, Values), Error> {
+    extra: [&str; N],
+) -> Result<(GuestStatus, Values<N>), Error> {
     let name = domain_name(c, id);
     c.transaction(|t| read_guest_in(t, id, &name, extra))
 }
 
-fn read_guest_in(
+fn read_guest_in<const N: usize>(
     t: &mut Txn<'_>,
     id: u32,
     name: &str,
-    extra: &[&str],
-) -> Result<(GuestStatus, Values), Error> {
+    extra: [&str; N],
+) -> Result<(GuestStatus, Values<N>), Error> {
     let base = format!("/local/domain/{id}/{}", schema::DATA_DIR);
     let mut g = GuestStatus::new(id, name.to_string());
     let keys = match t.directory(&base) {
@@ -289,9 +298,9 @@ fn read_guest_in(
             Ok(None)
         }
     };
-    let mut values = Vec::new();
-    for k in extra {
-        values.push(read(t, k)?);
+    let mut values: Values<N> = std::array::from_fn(|_| None);
+    for (v, k) in values.iter_mut().zip(extra) {
+        *v = read(t, k)?;
     }
     if keys.is_empty() {
         return Ok((g, values));
@@ -679,13 +688,8 @@ fn ask(
     // watch token -> guest, and whether its watch has fired once (when set)
     let mut pending: BTreeMap<String, (u32, bool)> = BTreeMap::new();
     for (id, _) in doms {
-        let pong = format!(
-            "/local/domain/{id}/{}/{}",
-            schema::DATA_DIR,
-            schema::KEY_PONG
-        );
         let watch = format!("pong-{id}");
-        c.watch(&pong, &watch)?;
+        c.watch(&pong_path(*id), &watch)?;
         pending.insert(watch, (*id, false));
     }
     // each answer's time counts from the first ping; the timeout from the
@@ -732,12 +736,7 @@ fn ask(
             let Some(&(id, _)) = pending.get(&w) else {
                 continue;
             };
-            let pong = format!(
-                "/local/domain/{id}/{}/{}",
-                schema::DATA_DIR,
-                schema::KEY_PONG
-            );
-            if c.try_read(&pong)?.as_deref() == Some(token.as_bytes()) {
+            if c.try_read(&pong_path(id))?.as_deref() == Some(token.as_bytes()) {
                 answered.insert(id, start.elapsed());
                 pending.remove(&w);
             }

@@ -38,7 +38,7 @@ use super::guest::{AgentState, GuestStatus};
 use super::liveness::Pinger;
 use super::storage::{Backend, BackendKind, STATE_CONNECTED};
 use super::writer::write_plan;
-use super::{domain_name, domids, new_token, read_backends, read_guest_with};
+use super::{domain_name, domids, new_token, pong_path, read_backends, read_guest_with};
 use crate::clock::Clock;
 use crate::daemon::notify;
 use crate::heal::Ms;
@@ -458,7 +458,7 @@ impl Service {
     /// and what the events and metrics see.
     fn read(&mut self, id: u32) -> Result<(), Error> {
         // its answer to a ping and its request, in the same transaction
-        let (g, mut extra) = match read_guest_with(&mut self.c, id, &[KEY_PONG, KEY_REQUEST]) {
+        let (g, [pong, request]) = match read_guest_with(&mut self.c, id, [KEY_PONG, KEY_REQUEST]) {
             Ok(v) => v,
             Err(e) if e.is_connection() => return Err(e),
             Err(e) => {
@@ -466,11 +466,7 @@ impl Service {
                 return Ok(());
             }
         };
-        let request = extra.pop().flatten();
-        let pong = extra
-            .pop()
-            .flatten()
-            .filter(|_| self.pinger.is_some() && g.health.is_some());
+        let pong = pong.filter(|_| self.pinger.is_some() && g.health.is_some());
         if id != 0 {
             self.see(id, &g, request);
         }
@@ -1058,10 +1054,6 @@ fn has_size(dev: (u32, u32)) -> bool {
 
 fn guest_data(id: u32) -> String {
     format!("/local/domain/{id}/{DATA_DIR}")
-}
-
-fn pong_path(id: u32) -> String {
-    format!("/local/domain/{id}/{DATA_DIR}/{KEY_PONG}")
 }
 
 /// The guest a backend event names: `/local/domain/0/backend/<kind>/<domid>/...`.
